@@ -1,0 +1,44 @@
+"""What a domain-adaptation method is, for the training engine.
+
+A method adds *named loss terms* to the source task loss, computed from the
+backbone's features and the classifier's logits on a source and a target
+batch.  Extra networks (a discriminator, a second classifier) live inside the
+method as submodules, so their parameters are trained and checkpointed with
+it.  Which weighting combines the terms is not the method's business.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class AdaptationMethod(nn.Module):
+    """Base class.  Subclasses override :meth:`alignment_terms`.
+
+    Attributes every subclass documents: the term names it returns and its
+    defaults from the paper.
+    """
+
+    #: names of the loss terms this method adds (for configs and logging)
+    term_names: tuple[str, ...] = ()
+
+    def alignment_terms(
+        self,
+        *,
+        source_features: Tensor,
+        target_features: Tensor,
+        source_logits: Tensor,
+        target_logits: Tensor,
+        progress: float,
+    ) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def diagnostics(self) -> dict[str, float]:
+        """Scalars worth logging after a step (for example the GRL coefficient)."""
+        return {}
+
+
+class SourceOnly(AdaptationMethod):
+    """No adaptation: train on labelled source data only (the lower baseline of every DA table)."""
+
+    def alignment_terms(self, **_) -> dict[str, Tensor]:
+        return {}

@@ -1,0 +1,100 @@
+"""Command line: ``mtlda run`` and ``mtlda list`` (also ``python -m benchmarks``)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .config import ConfigError
+
+
+def _cmd_run(args) -> int:
+    from .engine import NonFiniteLossError
+    from .suite import execute, is_suite_file, plan_single, plan_suite, summarise
+    from .records import atomic_write_bytes
+
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    if is_suite_file(args.config):
+        name, runs = plan_suite(args.config, args.output, args.seeds, overrides + ["train.progress_bar=false"], args.only)
+        out_dir = Path(args.output) / name
+    else:
+        if args.only:
+            raise ConfigError("--only applies to suite files")
+        name, runs = plan_single(args.config, args.output, args.seeds, overrides)
+        out_dir = Path(args.output) / name
+    print(f"{name}: {len(runs)} run(s) → {out_dir}", flush=True)
+    try:
+        records = execute(runs, progress=not args.no_progress)
+    except NonFiniteLossError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    table = summarise(records)
+    atomic_write_bytes(out_dir / "results.md", (table + "\n").encode())
+    print()
+    print(table)
+    print(f"\nTable saved to {out_dir / 'results.md'}; per-run records: {out_dir}/*/seed*/record.json")
+    print(f"TensorBoard logs: tensorboard --logdir {out_dir}")
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from .datasets import DATASETS
+    from .registry import BACKBONE_ENTRIES, METHODS, WEIGHTINGS
+
+    sections = {
+        "datasets": {n: f"[{e.kind}] {e.description}" for n, e in DATASETS.items()},
+        "methods": {n: e.summary for n, e in METHODS.items()},
+        "weightings": {n: e.summary for n, e in WEIGHTINGS.items()},
+        "backbones": {n: e.summary for n, e in BACKBONE_ENTRIES.items()},
+    }
+    for section in [args.what] if args.what else sections:
+        print(f"{section}:")
+        for name, summary in sections[section].items():
+            print(f"  {name:<16} {summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtlda", description="Multi-task learning and domain adaptation benchmarks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run one experiment config or a suite file (experiments × seeds), then print a results table",
+        description="Run an experiment config or a suite. Complete runs (with a record.json) are skipped; "
+        "interrupted runs resume from their last checkpoint.",
+    )
+    run.add_argument("config", help="experiment YAML or suite YAML (a suite has an 'experiments' list)")
+    run.add_argument("overrides", nargs="*", help="dotted overrides such as train.epochs=3 method.name=dann")
+    run.add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: the suite's, or train.seed)")
+    run.add_argument("--output", default="runs", help="root folder for run directories (default: runs)")
+    run.add_argument("--device", help="force a device: cpu, cuda, cuda:N, mps (default: auto)")
+    run.add_argument("--data-root", help="folder with real datasets (default: $MTLDA_DATA)")
+    run.add_argument("--only", nargs="+", help="run only these experiments of a suite")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_cmd_run)
+
+    lister = sub.add_parser("list", help="list datasets, methods, weightings and backbones")
+    lister.add_argument("what", nargs="?", choices=["datasets", "methods", "weightings", "backbones"])
+    lister.set_defaults(handler=_cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("MTLDA_LOGLEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

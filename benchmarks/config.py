@@ -1,0 +1,224 @@
+"""Experiment configuration: a typed OmegaConf schema, YAML files and dotted overrides.
+
+Every key is declared in the dataclasses below; an unknown key, a value of
+the wrong type, or an unknown dataset/method/weighting name is a
+:class:`ConfigError` naming the key and the valid choices.  Free-form
+``args`` blocks (a method's or weighting's constructor arguments) are checked
+against the constructor's signature by the registry.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message says which key and what is allowed."""
+
+
+@dataclass
+class DataConfig:
+    #: multi-task problems: the dataset name
+    dataset: Optional[str] = None
+    #: domain adaptation: labelled source and unlabelled target dataset names
+    source: Optional[str] = None
+    target: Optional[str] = None
+    #: where real datasets live (default: $MTLDA_DATA)
+    root: Optional[str] = None
+    #: seed of the dataset construction and the train/validation split (fixed across runs)
+    data_seed: int = 0
+    #: replicate grey images to this many channels (e.g. 3 for MNIST→MNIST-M)
+    channels: Optional[int] = None
+    mean: List[float] = field(default_factory=lambda: [0.5])
+    std: List[float] = field(default_factory=lambda: [0.5])
+    batch_size: int = 64
+    eval_batch_size: int = 1024
+    val_fraction: float = 0.1
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "small_convnet"
+    args: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodConfig:
+    name: str = "source_only"
+    args: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WeightingConfig:
+    name: str = "equal"
+    args: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    #: constant | cosine | dann (lr / (1 + 10p)^0.75, Ganin et al. 2016)
+    lr_schedule: str = "constant"
+    #: learning rate of the weighting's own parameters (uncertainty log-variances); default: lr
+    weighting_lr: Optional[float] = None
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    #: optimiser steps per epoch; default: one pass over the (source) training split
+    steps_per_epoch: Optional[int] = None
+    seed: int = 0
+    deterministic: bool = False
+    #: auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
+    device: str = "auto"
+    #: bfloat16 autocast on CUDA (ignored with a message elsewhere)
+    amp: bool = False
+    #: validation metric used for checkpoint selection and early stopping
+    selection_metric: str = MISSING
+    selection_mode: str = "max"
+    #: report test metrics of the "best" (by selection_metric) or the "last" checkpoint
+    select: str = "best"
+    #: stop after this many epochs without improvement (null: never)
+    patience: Optional[int] = None
+    log_every: int = 20
+    progress_bar: bool = True
+    #: CPU threads for torch (null: torch's default)
+    threads: Optional[int] = None
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    #: domain_adaptation | multitask
+    problem: str = MISSING
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    #: metrics shown in result tables, e.g. ["test/target/digit/accuracy"]
+    report: List[str] = field(default_factory=list)
+
+
+PROBLEMS = ("domain_adaptation", "multitask")
+CHOICES = {
+    "optim.name": ("sgd", "adam", "adamw"),
+    "optim.lr_schedule": ("constant", "cosine", "dann"),
+    "train.selection_mode": ("max", "min"),
+    "train.select": ("best", "last"),
+    "problem": PROBLEMS,
+}
+
+
+def _valid_keys(schema, dotted_parent: str) -> list[str]:
+    node = schema
+    for part in [p for p in dotted_parent.split(".") if p]:
+        node = node[part]
+    return sorted(node.keys()) if isinstance(node, DictConfig) else []
+
+
+def _explain(error: OmegaConfBaseException, schema, source: str) -> ConfigError:
+    key = getattr(error, "full_key", None) or "?"
+    if isinstance(error, ConfigKeyError):
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        valid = _valid_keys(schema, parent)
+        where = f"under '{parent}'" if parent else "at the top level"
+        return ConfigError(f"{source}: unknown config key '{key}'. Valid keys {where}: {', '.join(valid)}")
+    if isinstance(error, ValidationError):
+        msg = str(error).splitlines()[0]
+        return ConfigError(f"{source}: wrong type for '{key}': {msg}")
+    return ConfigError(f"{source}: {str(error).splitlines()[0]} (key '{key}')")
+
+
+def _schema() -> DictConfig:
+    schema = OmegaConf.structured(ExperimentConfig)
+    OmegaConf.set_struct(schema, True)
+    for free_form in (schema.model.args, schema.method.args, schema.weighting.args):
+        OmegaConf.set_struct(free_form, False)  # checked against constructor signatures instead
+    return schema
+
+
+def parse_overrides(overrides: list[str] | None) -> DictConfig:
+    """``["train.epochs=3", "method.name=dann"]`` → a config (values parsed as YAML)."""
+    overrides = list(overrides or [])
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"override '{item}' is not of the form dotted.key=value (e.g. train.epochs=3)")
+    try:
+        return OmegaConf.from_dotlist(overrides)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"cannot parse overrides {overrides}: {str(error).splitlines()[0]}") from error
+
+
+def merge_config(*layers: DictConfig | dict, source: str = "config") -> DictConfig:
+    """Merge layers onto the schema; validate keys, types and choices."""
+    schema = _schema()
+    merged = schema
+    for layer in layers:
+        try:
+            merged = OmegaConf.merge(merged, layer)
+        except OmegaConfBaseException as error:
+            raise _explain(error, schema, source) from error
+    try:
+        missing = sorted(OmegaConf.missing_keys(merged))
+    except OmegaConfBaseException as error:  # pragma: no cover - defensive
+        raise _explain(error, schema, source) from error
+    if missing:
+        raise ConfigError(f"{source}: required key(s) not set: {', '.join(missing)}")
+    for dotted, allowed in CHOICES.items():
+        value = OmegaConf.select(merged, dotted)
+        if value not in allowed:
+            raise ConfigError(f"{source}: '{dotted}' is {value!r}; choose one of: {', '.join(allowed)}")
+    return merged
+
+
+def load_yaml(path: str | Path) -> DictConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as error:  # yaml.YAMLError and friends
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    return loaded
+
+
+def load_experiment(path: str | Path | None, overrides: list[str] | None = None, extra: dict | None = None) -> DictConfig:
+    layers = []
+    source = str(path) if path else "overrides"
+    if path is not None:
+        layers.append(load_yaml(path))
+    if extra:
+        layers.append(OmegaConf.create(extra))
+    layers.append(parse_overrides(overrides))
+    return merge_config(*layers, source=source)
+
+
+def config_to_dict(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def config_hash(cfg: DictConfig | dict, ignore: tuple[str, ...] = ("train.progress_bar", "train.device", "train.threads")) -> str:
+    """Hash of the settings that change results (display and placement keys excluded)."""
+    data = json.loads(json.dumps(cfg if isinstance(cfg, dict) else config_to_dict(cfg), sort_keys=True))
+    for dotted in ignore:
+        node = data
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.get(part, {})
+        node.pop(parts[-1], None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

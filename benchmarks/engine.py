@@ -1,0 +1,302 @@
+"""The training engine shared by multi-task learning and domain adaptation.
+
+One loop: a :class:`~benchmarks.problems.Problem` yields named loss terms, a
+:class:`~mtl.weighting.Weighting` turns them into gradients, the optimiser
+steps.  Around it: learning-rate schedule, mixed precision on CUDA,
+TensorBoard scalars, an atomic checkpoint every epoch with exact resume,
+checkpoint selection and early stopping on a validation metric, and a
+non-finite-loss guard that stops with a clear message and keeps the last
+good checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from mtl.weighting import Weighting
+
+from .devices import rng_state, set_rng_state
+from .problems.base import Problem
+from .records import atomic_torch_save
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite; the last good checkpoint is left in place."""
+
+
+def lr_factor(schedule: str, progress: float) -> float:
+    """Multiplier of the base learning rate at training progress ``p`` ∈ [0, 1]."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "dann":  # Ganin et al. 2016: μ_p = μ_0 / (1 + α p)^β, α = 10, β = 0.75
+        return (1.0 + 10.0 * progress) ** -0.75
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+
+
+class Trainer:
+    """Runs ``epochs × steps_per_epoch`` optimiser steps of ``problem`` under ``weighting``.
+
+    ``run_dir`` receives ``checkpoints/last.pt`` (every epoch), ``checkpoints/best.pt``
+    (on improvement of ``selection_metric``) and TensorBoard event files under ``tb/``.
+    ``callbacks`` are called as ``callback(trainer, epoch)`` after each epoch's checkpoint.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        weighting: Weighting,
+        optimizer: torch.optim.Optimizer,
+        *,
+        run_dir: str | Path,
+        epochs: int,
+        steps_per_epoch: int | None = None,
+        lr_schedule: str = "constant",
+        selection_metric: str,
+        selection_mode: str = "max",
+        select: str = "best",
+        patience: int | None = None,
+        amp: bool = False,
+        device: torch.device = torch.device("cpu"),
+        log_every: int = 20,
+        progress_bar: bool = True,
+        config_hash: str = "",
+        callbacks: Sequence[Callable] = (),
+        hparams: dict | None = None,
+    ):
+        if epochs < 1:
+            raise ValueError("epochs must be at least 1")
+        self.problem = problem
+        self.weighting = weighting
+        self.optimizer = optimizer
+        self.run_dir = Path(run_dir)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch or problem.steps_per_epoch()
+        self.total_steps = self.epochs * self.steps_per_epoch
+        self.lr_schedule = lr_schedule
+        lr_factor(lr_schedule, 0.0)  # validate early
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.selection_metric = selection_metric
+        if selection_mode not in ("max", "min"):
+            raise ValueError("selection_mode must be 'max' or 'min'")
+        self.selection_mode = selection_mode
+        self.select = select
+        self.patience = patience
+        self.device = device
+        self.amp = amp and device.type == "cuda"
+        if amp and not self.amp:
+            log.info("mixed precision requested but the device is %s; running in float32", device)
+        self.log_every = max(1, log_every)
+        self.progress_bar = progress_bar
+        self.config_hash = config_hash
+        self.callbacks = list(callbacks)
+        self.hparams = hparams or {}
+        self.shared_parameters = problem.shared_parameters()
+        self.task_parameters = problem.task_parameters()
+        # training state (all of it goes into the checkpoint)
+        self.epoch = 0
+        self.global_step = 0
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0
+        self.history: list[dict] = []
+        self.train_seconds = 0.0
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "config_hash": self.config_hash,
+            "problem": self.problem.state_dict(),
+            "weighting": self.weighting.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "batchers": self.problem.batcher_state(),
+            "rng": rng_state(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+        }
+
+    def _load(self, state: dict, path: Path) -> None:
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise RuntimeError(f"{path}: checkpoint format {state.get('version')} is not {CHECKPOINT_VERSION}")
+        if self.config_hash and state.get("config_hash") != self.config_hash:
+            raise RuntimeError(
+                f"{path} was written by a different configuration (hash {state.get('config_hash')} != "
+                f"{self.config_hash}); use another run directory or delete it to start over"
+            )
+        self.problem.load_state_dict(state["problem"])  # strict: a partial load is an error
+        self.weighting.load_state_dict(state["weighting"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.problem.load_batcher_state(state["batchers"])
+        set_rng_state(state["rng"])
+        for key in ("epoch", "global_step", "best_value", "best_epoch", "bad_epochs", "history", "train_seconds"):
+            setattr(self, key, state[key])
+
+    def resume_if_possible(self) -> bool:
+        path = self.checkpoint_dir / "last.pt"
+        if not path.exists():
+            return False
+        self._load(torch.load(path, map_location=self.device, weights_only=True), path)
+        log.info("resumed %s at epoch %d (step %d)", self.run_dir, self.epoch, self.global_step)
+        return True
+
+    def load_weights(self, which: str) -> None:
+        """Load model (and method) weights from ``best.pt`` or ``last.pt`` for evaluation."""
+        path = self.checkpoint_dir / f"{which}.pt"
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.problem.load_state_dict(state["problem"])
+
+    # ------------------------------------------------------------------ training
+    def _improved(self, value: float) -> bool:
+        if self.best_value is None:
+            return True
+        return value > self.best_value if self.selection_mode == "max" else value < self.best_value
+
+    def _set_lr(self, progress: float) -> float:
+        factor = lr_factor(self.lr_schedule, progress)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _autocast(self):
+        if self.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _raise_non_finite(self, bad_terms: list[str]) -> None:
+        last = self.checkpoint_dir / "last.pt"
+        kept = f"the last good checkpoint (end of epoch {self.epoch}) is kept at {last}" if last.exists() else "no checkpoint was written yet"
+        raise NonFiniteLossError(
+            f"loss term(s) {', '.join(bad_terms)} became NaN/inf at step {self.global_step + 1} "
+            f"(epoch {self.epoch + 1}), before the optimiser step; {kept}. Lower optim.lr, check the data normalisation, or enable gradient "
+            "clipping; the run stopped instead of training on garbage."
+        )
+
+    def fit(self) -> dict:
+        """Train to the end (resuming from ``last.pt`` if present); return final metrics."""
+        self.resume_if_possible()
+        writer = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=self.global_step or None)
+        bar = tqdm(total=self.total_steps, initial=self.global_step, disable=not self.progress_bar, desc=self.run_dir.name, leave=False)
+        try:
+            while self.epoch < self.epochs and not self._stopped_early():
+                self._train_epoch(writer, bar)
+        finally:
+            bar.close()
+            writer.flush()
+        metrics = self._final_metrics(writer)
+        writer.close()
+        return metrics
+
+    def _stopped_early(self) -> bool:
+        return self.patience is not None and self.bad_epochs >= self.patience
+
+    def _train_epoch(self, writer: SummaryWriter, bar) -> None:
+        self.problem.train()
+        started = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
+        weight_sums: dict[str, float] = {}
+        count = 0
+        for _ in range(self.steps_per_epoch):
+            progress = self.global_step / self.total_steps
+            lr = self._set_lr(progress)
+            with self._autocast():
+                terms, representation = self.problem.training_terms(progress)
+            self.optimizer.zero_grad(set_to_none=True)
+            weights = self.weighting.backward(
+                terms,
+                shared_parameters=self.shared_parameters,
+                task_parameters=self.task_parameters,
+                representation=representation,
+            )
+            values = torch.stack([v.detach().float() for v in terms.values()])
+            finite = torch.isfinite(values)
+            if not bool(finite.all()):
+                self._raise_non_finite([n for n, ok in zip(terms, finite.tolist()) if not ok])
+            self.optimizer.step()
+            self.weighting.update(terms)
+            self.global_step += 1
+            for name, value in zip(terms, values):
+                sums[name] = sums.get(name, 0.0) + value
+            for name, w in weights.items():
+                weight_sums[name] = weight_sums.get(name, 0.0) + w
+            count += 1
+            bar.update(1)
+            if self.global_step % self.log_every == 0:
+                self._log_interval(writer, sums, weight_sums, count, lr)
+                sums, weight_sums, count = {}, {}, 0
+        if count:
+            self._log_interval(writer, sums, weight_sums, count, lr)
+        self.train_seconds += time.perf_counter() - started
+        self.epoch += 1
+        self._end_epoch(writer)
+
+    def _log_interval(self, writer, sums, weight_sums, count, lr) -> None:
+        for name, total in sums.items():
+            writer.add_scalar(f"loss/{name}", float(total) / count, self.global_step)
+        for name, total in weight_sums.items():
+            writer.add_scalar(f"weight/{name}", total / count, self.global_step)
+        writer.add_scalar("lr", lr, self.global_step)
+        for name, value in self.problem.diagnostics().items():
+            writer.add_scalar(name, value, self.global_step)
+
+    def _end_epoch(self, writer: SummaryWriter) -> None:
+        val = self.problem.evaluate("val")
+        for name, value in val.items():
+            writer.add_scalar(name, value, self.global_step)
+        if self.selection_metric not in val:
+            raise KeyError(
+                f"selection metric {self.selection_metric!r} is not among the validation metrics: {', '.join(sorted(val))}"
+            )
+        value = val[self.selection_metric]
+        improved = self._improved(value)
+        if improved:
+            self.best_value, self.best_epoch, self.bad_epochs = value, self.epoch, 0
+        else:
+            self.bad_epochs += 1
+        self.history.append({"epoch": self.epoch, "step": self.global_step, **val})
+        state = self._state()
+        atomic_torch_save(self.checkpoint_dir / "last.pt", state)
+        if improved:
+            atomic_torch_save(self.checkpoint_dir / "best.pt", state)
+        for callback in self.callbacks:
+            callback(self, self.epoch)
+
+    def _final_metrics(self, writer: SummaryWriter) -> dict:
+        if self.select == "best":
+            self.load_weights("best")
+        test = self.problem.evaluate("test")
+        selected_epoch = self.best_epoch if self.select == "best" else self.epoch
+        selected_val = next(h for h in self.history if h["epoch"] == selected_epoch)
+        metrics = {**{k: v for k, v in selected_val.items() if k.startswith("val/")}, **test}
+        for name, value in test.items():
+            writer.add_scalar(name, value, self.global_step)
+        hparam_metrics = {f"hparam/{k}": v for k, v in metrics.items()}
+        writer.add_hparams(self.hparams, hparam_metrics, run_name=".")
+        return {
+            "metrics": metrics,
+            "selected_epoch": selected_epoch,
+            "epochs_run": self.epoch,
+            "stopped_early": self._stopped_early() and self.epoch < self.epochs,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "steps": self.global_step,
+        }

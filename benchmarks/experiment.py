@@ -1,0 +1,178 @@
+"""Build every component of one run from its config, train it, write its record.
+
+This is the composition root: the only module that knows both the config
+schema and the library classes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from mtl.model import MultiTaskModel
+from mtl.weighting import UncertaintyWeighting
+
+from . import registry
+from .batching import Preprocess
+from .config import ConfigError, config_hash, config_to_dict
+from .datasets import DATASETS, load_dataset
+from .devices import seed_everything, select_device
+from .engine import Trainer
+from .problems import DomainAdaptationProblem, MultiTaskProblem
+from .records import atomic_write_json, git_commit, hardware, package_versions
+
+log = logging.getLogger(__name__)
+
+RECORD_NAME = "record.json"
+
+
+def data_root(cfg: DictConfig) -> str | None:
+    return cfg.data.root or os.environ.get("MTLDA_DATA")
+
+
+def _load(cfg: DictConfig, key: str, kind: str):
+    name = cfg.data[key]
+    if name is None:
+        raise ConfigError(f"data.{key} must be set for problem '{cfg.problem}'")
+    if name not in DATASETS:
+        raise ConfigError(f"data.{key}: unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
+    if DATASETS[name].kind != kind:
+        raise ConfigError(f"data.{key}: dataset {name!r} is a {DATASETS[name].kind} dataset, not a {kind} dataset")
+    return load_dataset(name, data_root(cfg), cfg.data.data_seed)
+
+
+def build_problem(cfg: DictConfig, device: torch.device):
+    """Datasets, model and (for DA) method → a Problem on ``device``."""
+    if cfg.problem == "domain_adaptation":
+        source, target = _load(cfg, "source", "domain"), _load(cfg, "target", "domain")
+        datasets = [source, target]
+        tasks = source.tasks
+    else:
+        if cfg.method.name != "source_only" or cfg.method.args:
+            raise ConfigError("method.* applies to domain_adaptation problems only; remove it for multitask")
+        dataset = _load(cfg, "dataset", "multitask")
+        datasets = [dataset]
+        tasks = dataset.tasks
+    channels = cfg.data.channels or max(d.channels for d in datasets)
+    sizes = {d.image_size for d in datasets}
+    if len(sizes) != 1:
+        raise ConfigError(f"datasets have different image sizes {sorted(sizes)}; resize them to one size first")
+    for key in ("mean", "std"):
+        if len(cfg.data[key]) not in (1, channels):
+            raise ConfigError(f"data.{key} has {len(cfg.data[key])} values; give 1 or {channels} (one per channel)")
+    preprocess = Preprocess(cfg.data.mean, cfg.data.std, channels, device)
+    backbone = registry.build(
+        registry.BACKBONE_ENTRIES, "backbone", cfg.model.backbone, cfg.model.args,
+        {"in_channels": channels, "image_size": sizes.pop()},
+    )
+    model = MultiTaskModel.from_tasks(backbone, tasks)
+    common = dict(
+        preprocess=preprocess,
+        batch_size=cfg.data.batch_size,
+        eval_batch_size=cfg.data.eval_batch_size,
+        val_fraction=cfg.data.val_fraction,
+        data_seed=cfg.data.data_seed,
+        seed=cfg.train.seed,
+        device=device,
+    )
+    if cfg.problem == "domain_adaptation":
+        method = registry.build(
+            registry.METHODS, "method", cfg.method.name, cfg.method.args, {"feature_dim": backbone.out_features}
+        )
+        problem = DomainAdaptationProblem(model, method, source, target, **common)
+    else:
+        problem = MultiTaskProblem(model, dataset, **common)
+    return problem.to(device)
+
+
+def build_optimizer(cfg: DictConfig, problem, weighting) -> torch.optim.Optimizer:
+    groups = [{"params": [p for p in problem.parameters() if p.requires_grad]}]
+    weighting_params = [p for p in weighting.parameters() if p.requires_grad]
+    if weighting_params:
+        groups.append({"params": weighting_params, "lr": cfg.optim.weighting_lr or cfg.optim.lr, "weight_decay": 0.0})
+    o = cfg.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov)
+    if o.name == "adam":
+        return torch.optim.Adam(groups, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def _hparams(cfg: DictConfig) -> dict:
+    """Flat scalar hyperparameters for TensorBoard's hparams dashboard."""
+    flat = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, name + ".")
+            elif isinstance(value, (int, float, str, bool)):
+                flat[name] = value
+            elif value is not None:
+                flat[name] = str(value)
+
+    walk(config_to_dict(cfg), "")
+    return flat
+
+
+def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer:
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    device = select_device(cfg.train.device)
+    problem = build_problem(cfg, device)
+    weighting = registry.build(registry.WEIGHTINGS, "weighting", cfg.weighting.name, cfg.weighting.args).to(device)
+    if isinstance(weighting, UncertaintyWeighting):
+        # the log-variances must exist before the optimiser is built
+        weighting.ensure_terms(problem.term_names(), device=device)
+    optimizer = build_optimizer(cfg, problem, weighting)
+    return Trainer(
+        problem,
+        weighting,
+        optimizer,
+        run_dir=run_dir,
+        epochs=cfg.train.epochs,
+        steps_per_epoch=cfg.train.steps_per_epoch,
+        lr_schedule=cfg.optim.lr_schedule,
+        selection_metric=cfg.train.selection_metric,
+        selection_mode=cfg.train.selection_mode,
+        select=cfg.train.select,
+        patience=cfg.train.patience,
+        amp=cfg.train.amp,
+        device=device,
+        log_every=cfg.train.log_every,
+        progress_bar=cfg.train.progress_bar,
+        config_hash=config_hash(cfg),
+        callbacks=callbacks,
+        hparams=_hparams(cfg),
+    )
+
+
+def run_experiment(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> dict:
+    """Train one configured run in ``run_dir`` (resuming if a checkpoint is there) and write ``record.json``."""
+    run_dir = Path(run_dir)
+    started = datetime.now(timezone.utc)
+    wall = time.perf_counter()
+    trainer = build_trainer(cfg, run_dir, callbacks)
+    result = trainer.fit()
+    record = {
+        "name": cfg.name,
+        "config": config_to_dict(cfg),
+        "config_hash": config_hash(cfg),
+        "seed": cfg.train.seed,
+        **result,
+        "wall_seconds": time.perf_counter() - wall,
+        "started": started.isoformat(),
+        "finished": datetime.now(timezone.utc).isoformat(),
+        "versions": package_versions(),
+        "git": git_commit(),
+        "hardware": hardware(trainer.device),
+    }
+    atomic_write_json(run_dir / RECORD_NAME, record)
+    return record

@@ -1,0 +1,89 @@
+"""A *problem* turns data and a model into named loss terms and evaluation metrics.
+
+Domain adaptation and multi-task learning differ only here; the engine that
+consumes the terms is shared.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from mtl.model import MultiTaskModel
+from mtl.tasks import TaskSpec
+
+from ..batching import Preprocess, iterate_in_order
+from ..datasets.base import ImageSplit
+
+
+class Problem(nn.Module):
+    """Base class: holds the model (and any method networks) as submodules."""
+
+    model: MultiTaskModel
+
+    def steps_per_epoch(self) -> int:
+        raise NotImplementedError
+
+    def training_terms(self, progress: float) -> tuple[dict[str, Tensor], Tensor]:
+        """One training batch → (named loss terms, shared representation)."""
+        raise NotImplementedError
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        raise NotImplementedError
+
+    def term_names(self) -> list[str]:
+        """Names of the loss terms :meth:`training_terms` returns, known before training."""
+        return list(self.tasks)
+
+    def diagnostics(self) -> dict[str, float]:
+        return {}
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.model.shared_parameters())
+
+    def task_parameters(self) -> list[nn.Parameter]:
+        shared = {id(p) for p in self.shared_parameters()}
+        return [p for p in self.parameters() if id(p) not in shared]
+
+    def batcher_state(self) -> dict:
+        return {}
+
+    def load_batcher_state(self, state: dict) -> None:
+        pass
+
+
+@torch.no_grad()
+def evaluate_tasks(
+    model: MultiTaskModel,
+    split: ImageSplit,
+    tasks: Mapping[str, TaskSpec],
+    preprocess: Preprocess,
+    batch_size: int,
+    device,
+    prefix: str,
+) -> dict[str, float]:
+    """``{prefix}/{task}/{metric}`` for every task, plus ``{prefix}/mean/{metric}`` for metrics all tasks share."""
+    was_training = model.training
+    model.eval()
+    outputs = {name: [] for name in tasks}
+    targets = {name: [] for name in tasks}
+    try:
+        for images, labels in iterate_in_order(split, batch_size, device):
+            predictions = model(preprocess(images))
+            for name in tasks:
+                outputs[name].append(predictions[name].float())
+                targets[name].append(labels[name])
+    finally:
+        model.train(was_training)
+    metrics: dict[str, float] = {}
+    per_task = {}
+    for name, task in tasks.items():
+        per_task[name] = task.metrics(torch.cat(outputs[name]), torch.cat(targets[name]))
+        for metric, value in per_task[name].items():
+            metrics[f"{prefix}/{name}/{metric}"] = value
+    if len(tasks) > 1:
+        shared = set.intersection(*(set(m) for m in per_task.values()))
+        for metric in sorted(shared):
+            metrics[f"{prefix}/mean/{metric}"] = sum(m[metric] for m in per_task.values()) / len(per_task)
+    return metrics

@@ -1,0 +1,58 @@
+"""Multi-task learning: one batch, one loss term per task.
+
+The training split is divided into train and validation (``val_fraction``);
+model selection uses validation metrics, never the test split.
+"""
+from __future__ import annotations
+
+from mtl.model import MultiTaskModel
+
+from ..batching import DeviceBatcher, Preprocess
+from ..datasets.base import ImageDataset, split_train_val
+from .base import Problem, evaluate_tasks
+
+
+class MultiTaskProblem(Problem):
+    def __init__(
+        self,
+        model: MultiTaskModel,
+        dataset: ImageDataset,
+        preprocess: Preprocess,
+        batch_size: int,
+        eval_batch_size: int,
+        val_fraction: float,
+        data_seed: int,
+        seed: int,
+        device,
+    ):
+        super().__init__()
+        self.model = model
+        self.tasks = dict(dataset.tasks)
+        self.preprocess = preprocess
+        self.eval_batch_size = eval_batch_size
+        self.device = device
+        self.train_split, self.val_split = split_train_val(dataset.train, val_fraction, data_seed)
+        self.test_split = dataset.test
+        self.batches = DeviceBatcher(self.train_split, batch_size, seed, device)
+
+    def steps_per_epoch(self) -> int:
+        return len(self.batches)
+
+    def training_terms(self, progress: float):
+        images, labels = self.batches.next()
+        outputs, features = self.model(self.preprocess(images), return_features=True)
+        return {name: task.loss(outputs[name], labels[name]) for name, task in self.tasks.items()}, features
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        data = {"val": self.val_split, "test": self.test_split}
+        if split not in data:
+            raise ValueError(f"unknown split {split!r}")
+        return evaluate_tasks(
+            self.model, data[split], self.tasks, self.preprocess, self.eval_batch_size, self.device, prefix=split
+        )
+
+    def batcher_state(self):
+        return {"train": self.batches.state_dict()}
+
+    def load_batcher_state(self, state):
+        self.batches.load_state_dict(state["train"])

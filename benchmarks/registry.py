@@ -1,0 +1,77 @@
+"""The one place that maps config names to classes.
+
+Adding a method: write the class in ``adapt/methods`` (or a weighting in
+``mtl/weighting``), then add one entry here.  Constructor arguments come from
+the config's ``args`` block and are checked against the signature, so a typo
+is an error that lists the valid arguments.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from adapt.methods import DANN, DeepCORAL, SourceOnly
+from mtl.backbones import BACKBONES
+from mtl.weighting import EqualWeighting, StaticWeighting, UncertaintyWeighting
+
+from .config import ConfigError
+
+
+@dataclass(frozen=True)
+class Entry:
+    factory: Callable
+    summary: str
+    #: constructor arguments the harness supplies (not settable from configs)
+    supplied: tuple[str, ...] = ()
+
+
+METHODS: dict[str, Entry] = {
+    "source_only": Entry(SourceOnly, "train on labelled source only (no adaptation)"),
+    "dann": Entry(DANN, "domain-adversarial training with gradient reversal (Ganin et al. 2016)", ("feature_dim",)),
+    "coral": Entry(DeepCORAL, "Deep CORAL: align second-order statistics (Sun & Saenko 2016)"),
+}
+
+WEIGHTINGS: dict[str, Entry] = {
+    "equal": Entry(EqualWeighting, "sum of the terms, weight 1 each"),
+    "static": Entry(StaticWeighting, "fixed weight per term name"),
+    "uncertainty": Entry(UncertaintyWeighting, "learned homoscedastic uncertainty (Kendall et al. 2018)"),
+}
+
+BACKBONE_ENTRIES: dict[str, Entry] = {
+    name: Entry(cls, (cls.__doc__ or "").strip().splitlines()[0], ("in_channels", "image_size"))
+    for name, cls in BACKBONES.items()
+}
+
+
+def build(registry: Mapping[str, Entry], kind: str, name: str, args: Mapping, supplied: Mapping | None = None):
+    """Instantiate ``registry[name]`` with config ``args`` plus harness-``supplied`` ones."""
+    if name not in registry:
+        raise ConfigError(f"unknown {kind} {name!r}; available: {', '.join(sorted(registry))}")
+    entry = registry[name]
+    args = dict(args or {})
+    supplied = dict(supplied or {})
+    parameters = inspect.signature(entry.factory).parameters
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    settable = [n for n in parameters if n not in entry.supplied and n != "self" and parameters[n].kind is not inspect.Parameter.VAR_KEYWORD]
+    for key in args:
+        if key in entry.supplied:
+            raise ConfigError(f"{kind} '{name}': argument '{key}' is set by the harness, not the config")
+        if key not in parameters and not accepts_any:
+            raise ConfigError(
+                f"{kind} '{name}' has no argument '{key}'; valid arguments: {', '.join(settable) or '(none)'}"
+            )
+    call = {**args, **{k: v for k, v in supplied.items() if k in entry.supplied}}
+    missing = [
+        n
+        for n, p in parameters.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and n not in call
+    ]
+    if missing:
+        raise ConfigError(f"{kind} '{name}' needs argument(s) {', '.join(missing)} in its args block")
+    try:
+        return entry.factory(**call)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{kind} '{name}': {error}") from error

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
@@ -189,12 +190,12 @@ def load_yaml(path: str | Path) -> DictConfig:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        loaded = OmegaConf.load(path)
-    except Exception as error:  # yaml.YAMLError and friends
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
-    if not isinstance(loaded, DictConfig):
-        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
-    return loaded
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got {type(loaded).__name__}")
+    return OmegaConf.create(loaded)
 
 
 def load_experiment(path: str | Path | None, overrides: list[str] | None = None, extra: dict | None = None) -> DictConfig:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from adapt.methods import DANN, DeepCORAL, SourceOnly
 from mtl.backbones import BACKBONES
-from mtl.weighting import EqualWeighting, StaticWeighting, UncertaintyWeighting
+from mtl.aggregators import AGGREGATORS
+from mtl.weighting import EqualWeighting, GradientAggregation, StaticWeighting, UncertaintyWeighting
 
 from .config import ConfigError
 
@@ -37,6 +38,31 @@ WEIGHTINGS: dict[str, Entry] = {
     "static": Entry(StaticWeighting, "fixed weight per term name"),
     "uncertainty": Entry(UncertaintyWeighting, "learned homoscedastic uncertainty (Kendall et al. 2018)"),
 }
+
+
+
+def _gradient_weighting(aggregator_cls) -> Callable:
+    """A factory taking the aggregator's own arguments plus ``target`` and ``jacobian``."""
+
+    def factory(target=None, jacobian="auto", **args):
+        return GradientAggregation(aggregator_cls(**args), target=target, jacobian=jacobian)
+
+    own = [p for p in inspect.signature(aggregator_cls).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    extra = [
+        inspect.Parameter("target", inspect.Parameter.KEYWORD_ONLY, default=None),
+        inspect.Parameter("jacobian", inspect.Parameter.KEYWORD_ONLY, default="auto"),
+    ]
+    factory.__signature__ = inspect.Signature(
+        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra
+    )
+    return factory
+
+
+for _name, _cls in AGGREGATORS.items():
+    if _name in ("sum", "mean"):
+        continue  # equal weighting already is the sum, without the Jacobian cost
+    _summary = (_cls.__doc__ or _name).strip().splitlines()[0]
+    WEIGHTINGS[_name] = Entry(_gradient_weighting(_cls), f"[gradient] {_summary}")
 
 BACKBONE_ENTRIES: dict[str, Entry] = {
     name: Entry(cls, (cls.__doc__ or "").strip().splitlines()[0], ("in_channels", "image_size"))

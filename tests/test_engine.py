@@ -6,10 +6,11 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from benchmarks.batching import DeviceBatcher
-from benchmarks.config import load_experiment
+from benchmarks.config import ConfigError, load_experiment
 from benchmarks.datasets import ImageSplit, load_dataset
 from benchmarks.engine import NonFiniteLossError
 from benchmarks.experiment import build_trainer, run_experiment
+from benchmarks.registry import WEIGHTINGS
 
 DA = "configs/experiments/digits_da.yaml"
 MTL = "configs/experiments/multidigits_mtl.yaml"
@@ -33,6 +34,23 @@ def test_each_da_method_runs_end_to_end(tmp_path, tiny_overrides, method):
 def test_each_weighting_runs_end_to_end(tmp_path, tiny_overrides, weighting):
     record = run_experiment(load_experiment(MTL, [*tiny_overrides, *weighting]), tmp_path)
     assert {"test/left/accuracy", "test/right/accuracy", "val/mean/accuracy"} <= set(record["metrics"])
+
+
+@pytest.mark.parametrize("name", sorted(set(WEIGHTINGS) - {"equal", "static", "uncertainty"}))
+def test_every_gradient_weighting_trains_end_to_end(tmp_path, tiny_overrides, name):
+    cfg = load_experiment(MTL, [*tiny_overrides, f"weighting.name={name}"])
+    trainer = build_trainer(cfg, tmp_path)
+    before = [p.detach().clone() for p in trainer.problem.model.backbone.parameters()]
+    trainer.fit()
+    after = list(trainer.problem.model.backbone.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    assert all(torch.isfinite(p).all() for p in after)
+
+
+def test_gradient_weighting_rejects_a_target_its_method_does_not_support(tmp_path, tiny_overrides):
+    cfg = load_experiment(MTL, [*tiny_overrides, "weighting.name=pcgrad", "weighting.args.target=representation"])
+    with pytest.raises(ConfigError, match="parameter gradients only"):
+        build_trainer(cfg, tmp_path)
 
 
 def test_uncertainty_weighting_balances_task_and_dann_terms(tmp_path, tiny_overrides):

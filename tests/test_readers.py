@@ -352,7 +352,7 @@ def test_mnist_m_archive_and_cache(tmp_path, monkeypatch, train):
     assert len(list(cache.iterdir())) == 2
 
 
-def test_mnist_m_default_cache_dir(tmp_path, monkeypatch):
+def test_mnist_mdefault_cache_dir(tmp_path, monkeypatch):
     write_tar_gz(tmp_path / "mnist_m.tar.gz", mnist_m_members("test"))
     load_mnist_m(tmp_path, False)
     assert len(list((tmp_path / ".cache").glob("mnist_m-test-*.pt"))) == 1
@@ -531,11 +531,11 @@ def test_multi_digits_labels_are_left_then_right():
 def test_multi_digits_hand_checkable_geometry():
     a = torch.full((1, 1, 28, 28), 255, dtype=torch.uint8)
     b = torch.zeros((1, 1, 28, 28), dtype=torch.uint8)
-    canvas = readers._compose_pair_canvas(a, b, offset=6, pad=8)
+    canvas = readers.overlay_pair_canvas(a, b, offset=6, pad=8)
     assert canvas.shape == (1, 1, 36, 36)
     assert canvas[..., :28, :28].eq(255).all()
     assert canvas[..., 28:, :].eq(0).all() and canvas[..., :, 28:].eq(0).all()
-    swapped = readers._compose_pair_canvas(b, a, offset=6, pad=8)
+    swapped = readers.overlay_pair_canvas(b, a, offset=6, pad=8)
     assert swapped[..., 6:34, 6:34].eq(255).all() and swapped.sum() == 255 * 28 * 28
     images, labels = make_multi_digits(a, torch.tensor([1]), b, torch.tensor([2]), seed=0)
     assert labels.tolist() == [[1, 2]]

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from mtl.tasks import ClassificationTask
 
 from .base import ImageDataset, ImageSplit
+from .readers import overlay_pair_canvas
 
 DIGIT_TASK = {"digit": ClassificationTask(name="digit", num_classes=10)}
 
@@ -98,16 +99,6 @@ def load_digits_m(data_seed: int = 0) -> ImageDataset:
     return ImageDataset("digits-m", train, test, DIGIT_TASK, "digits blended with photo patches (target half)")
 
 
-def overlay_pairs(images_a, images_b, shift: int) -> torch.Tensor:
-    """Pixel-wise max of ``a`` at the top-left and ``b`` shifted ``shift`` pixels down-right."""
-    n, c, h, w = images_a.shape
-    canvas_a = torch.zeros((n, c, h + shift, w + shift), dtype=images_a.dtype)
-    canvas_b = torch.zeros_like(canvas_a)
-    canvas_a[:, :, :h, :w] = images_a
-    canvas_b[:, :, shift:, shift:] = images_b
-    return torch.maximum(canvas_a, canvas_b)
-
-
 def load_multidigits(data_seed: int = 0, pairs_per_image: int = 2, shift: int = 4) -> ImageDataset:
     from sklearn.datasets import load_digits
 
@@ -122,7 +113,7 @@ def load_multidigits(data_seed: int = 0, pairs_per_image: int = 2, shift: int = 
         first = index.repeat(pairs_per_image)
         second = index[torch.randint(len(index), (len(first),), generator=generator)]
         return ImageSplit(
-            overlay_pairs(images[first], images[second], shift),
+            overlay_pair_canvas(images[first], images[second], offset=shift, pad=shift),
             {"left": labels[first], "right": labels[second]},
         )
 

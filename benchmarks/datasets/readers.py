@@ -83,14 +83,12 @@ MultiMNIST (built, not read)
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import io
 import math
 import os
 import struct
 import tarfile
-import tempfile
 import warnings
 import zlib
 from pathlib import Path, PurePosixPath
@@ -98,6 +96,8 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
+
+from ..records import atomic_torch_save
 
 __all__ = [
     "DatasetNotFoundError",
@@ -686,7 +686,7 @@ def _mnist_m_cache_key(kind: str, source: Path, split: str) -> str:
     return f"mnist_m-{split}-folder-{labels_stat.st_size}-{labels_stat.st_mtime_ns}-{dir_mtime}"
 
 
-def _default_cache_dir(root: Path) -> Path:
+def default_cache_dir(root: Path) -> Path:
     """``root/.cache`` if it can be written, else ``$XDG_CACHE_HOME/mtlda`` (``~/.cache/mtlda``)."""
     local = root / ".cache"
     if os.access(local if local.is_dir() else root, os.W_OK):
@@ -714,23 +714,6 @@ def _load_cache(path: Path, key: str) -> Optional[tuple[torch.Tensor, torch.Tens
         warnings.warn(f"ignoring invalid MNIST-M cache {path}", stacklevel=3)
         return None
     return images, labels
-
-
-def _save_atomically(payload: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same directory, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
 
 
 def load_mnist_m(
@@ -774,7 +757,7 @@ def load_mnist_m(
     split = _split_name(train)
     kind, source = _locate_mnist_m(root, split)
     key = _mnist_m_cache_key(kind, source, split)
-    cache_path = (Path(cache_dir) if cache_dir is not None else _default_cache_dir(root)) / f"{key}.pt"
+    cache_path = (Path(cache_dir) if cache_dir is not None else default_cache_dir(root)) / f"{key}.pt"
     cached = _load_cache(cache_path, key)
     if cached is not None:
         return cached
@@ -782,7 +765,7 @@ def load_mnist_m(
     images, labels = reader(source, split)
     payload = {"format": _MNIST_M_CACHE_FORMAT, "key": key, "images": images, "labels": labels}
     try:
-        _save_atomically(payload, cache_path)
+        atomic_torch_save(cache_path, payload)
     except OSError as exc:
         warnings.warn(f"could not write MNIST-M cache {cache_path}: {exc}", stacklevel=2)
     return images, labels
@@ -857,7 +840,7 @@ def _as_nchw_uint8(images: torch.Tensor, name: str) -> torch.Tensor:
     return images
 
 
-def _compose_pair_canvas(a: torch.Tensor, b: torch.Tensor, offset: int, pad: int) -> torch.Tensor:
+def overlay_pair_canvas(a: torch.Tensor, b: torch.Tensor, offset: int, pad: int) -> torch.Tensor:
     """Pixel-wise max of ``a`` (N,1,H,W) at (0, 0) and ``b`` at (offset, offset) on an (H+pad, W+pad) zero canvas."""
     n, _, height, width = a.shape
     canvas = torch.zeros((n, 1, height + pad, width + pad), dtype=torch.uint8, device=a.device)
@@ -867,7 +850,7 @@ def _compose_pair_canvas(a: torch.Tensor, b: torch.Tensor, offset: int, pad: int
     return canvas
 
 
-def _resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
     resized = torch.nn.functional.interpolate(
         images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True
     )
@@ -944,6 +927,6 @@ def make_multi_digits(
     for start in range(0, a.shape[0], _MULTI_CHUNK):
         stop = start + _MULTI_CHUNK
         chosen = b[partner[start:stop].to(b.device)].to(a.device)
-        out[start:stop] = _resize_uint8(_compose_pair_canvas(a[start:stop], chosen, offset, pad), size)
+        out[start:stop] = resize_images(overlay_pair_canvas(a[start:stop], chosen, offset, pad), size)
     partner_labels = labels_b.long()[partner.to(labels_b.device)].to(labels_a.device)
     return out, torch.stack([labels_a.long(), partner_labels], dim=1)

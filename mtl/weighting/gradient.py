@@ -1,6 +1,7 @@
 """Gradient-level weighting: one gradient per loss term, aggregated into one update."""
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 
@@ -69,6 +70,8 @@ class GradientAggregation(Weighting):
             raise ValueError(f"jacobian must be 'auto', 'batched' or 'loop', got {jacobian!r}")
         self.target = target
         self.jacobian_mode = jacobian
+        # some aggregators (MGDA's loss-based normalisations) also read the loss values
+        self.passes_losses = "losses" in inspect.signature(aggregator.forward).parameters
 
     def _jacobian(self, losses, inputs):
         if self.jacobian_mode == "loop":
@@ -94,7 +97,10 @@ class GradientAggregation(Weighting):
             if not inputs:
                 raise ValueError("gradient aggregation needs the shared parameters; none were given")
         jacobian = self._jacobian(values, inputs)
-        direction = self.aggregator(jacobian)
+        if self.passes_losses:
+            direction = self.aggregator(jacobian, losses=torch.stack([v.detach() for v in values]))
+        else:
+            direction = self.aggregator(jacobian)
         task_parameters = [p for p in task_parameters if p.requires_grad]
         total = torch.stack(values).sum()
         if task_parameters:

@@ -218,21 +218,8 @@ class Trainer:
         for _ in range(self.steps_per_epoch):
             progress = self.global_step / self.total_steps
             lr = self._set_lr(progress)
-            with self._autocast():
-                terms, representation = self.problem.training_terms(progress)
-            self.optimizer.zero_grad(set_to_none=True)
-            weights = self.weighting.backward(
-                terms,
-                shared_parameters=self.shared_parameters,
-                task_parameters=self.task_parameters,
-                representation=representation,
-            )
-            values = torch.stack([v.detach().float() for v in terms.values()])
-            finite = torch.isfinite(values)
-            if not bool(finite.all()):
-                self._raise_non_finite([n for n, ok in zip(terms, finite.tolist()) if not ok])
-            self.optimizer.step()
-            self.weighting.update(terms)
+            step = self._method_step if self.problem.owns_update else self._weighted_step
+            terms, weights, values = step(progress)
             self.global_step += 1
             for name, value in zip(terms, values):
                 sums[name] = sums.get(name, 0.0) + value
@@ -248,6 +235,35 @@ class Trainer:
         self.train_seconds += time.perf_counter() - started
         self.epoch += 1
         self._end_epoch(writer)
+
+    def _weighted_step(self, progress: float):
+        """Forward, weighting backward, NaN guard, optimiser step."""
+        with self._autocast():
+            terms, representation = self.problem.training_terms(progress)
+        self.optimizer.zero_grad(set_to_none=True)
+        weights = self.weighting.backward(
+            terms,
+            shared_parameters=self.shared_parameters,
+            task_parameters=self.task_parameters,
+            representation=representation,
+        )
+        values = torch.stack([v.detach().float() for v in terms.values()])
+        finite = torch.isfinite(values)
+        if not bool(finite.all()):
+            self._raise_non_finite([n for n, ok in zip(terms, finite.tolist()) if not ok])
+        self.optimizer.step()
+        self.weighting.update(terms)
+        return terms, weights, values
+
+    def _method_step(self, progress: float):
+        """A method that owns its update (MCD): the guard runs after, on the parameters too."""
+        with self._autocast():
+            terms = self.problem.update_step(progress, self.optimizer)
+        values = torch.stack([v.detach().float() for v in terms.values()])
+        finite = torch.isfinite(values)
+        if not bool(finite.all()):
+            self._raise_non_finite([n for n, ok in zip(terms, finite.tolist()) if not ok])
+        return terms, {}, values
 
     def _log_interval(self, writer, sums, weight_sums, count, lr) -> None:
         for name, total in sums.items():

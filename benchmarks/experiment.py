@@ -131,6 +131,11 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
     if isinstance(weighting, UncertaintyWeighting):
         # the log-variances must exist before the optimiser is built
         weighting.ensure_terms(problem.term_names(), device=device)
+    if problem.owns_update and cfg.weighting.name != "equal":
+        raise ConfigError(
+            f"method '{cfg.method.name}' performs its own multi-step update, so weighting.name must be 'equal' "
+            f"(got '{cfg.weighting.name}')"
+        )
     optimizer = build_optimizer(cfg, problem, weighting)
     return Trainer(
         problem,

@@ -20,6 +20,9 @@ class AdaptationMethod(nn.Module):
 
     #: names of the loss terms this method adds (for configs and logging)
     term_names: tuple[str, ...] = ()
+    #: True for methods whose optimisation is not one backward of weighted terms
+    #: (MCD's three-step update): they implement :meth:`update` instead
+    owns_update: bool = False
 
     def alignment_terms(
         self,
@@ -31,6 +34,28 @@ class AdaptationMethod(nn.Module):
         progress: float,
     ) -> dict[str, Tensor]:
         raise NotImplementedError
+
+    def update(
+        self,
+        *,
+        model,
+        task,
+        source_images: Tensor,
+        source_labels: Tensor,
+        target_images: Tensor,
+        optimizer,
+        progress: float,
+    ) -> dict[str, Tensor]:
+        """One full optimisation step for methods with ``owns_update = True``.
+
+        ``model`` is the :class:`mtl.MultiTaskModel` (one head, named after
+        ``task``); ``optimizer`` holds the model's and this method's parameters.
+        To keep a parameter group fixed in a sub-step, set its ``.grad`` to
+        ``None`` before ``optimizer.step()`` (optimisers skip such parameters,
+        so momentum does not move them).  Returns the detached loss terms for
+        logging.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define its own update")
 
     def diagnostics(self) -> dict[str, float]:
         """Scalars worth logging after a step (for example the GRL coefficient)."""

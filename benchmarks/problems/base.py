@@ -29,6 +29,12 @@ class Problem(nn.Module):
         """One training batch → (named loss terms, shared representation)."""
         raise NotImplementedError
 
+    #: True when the problem performs its own optimiser step (see :meth:`update_step`)
+    owns_update: bool = False
+
+    def update_step(self, progress: float, optimizer) -> dict[str, Tensor]:
+        raise NotImplementedError
+
     def evaluate(self, split: str) -> dict[str, float]:
         raise NotImplementedError
 

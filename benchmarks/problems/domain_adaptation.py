@@ -80,6 +80,25 @@ class DomainAdaptationProblem(Problem):
         terms.update(alignment)
         return terms, features
 
+    @property
+    def owns_update(self) -> bool:
+        return self.method.owns_update
+
+    def update_step(self, progress: float, optimizer) -> dict:
+        """The method's own optimisation step (MCD-style methods)."""
+        source_images, source_labels = self.source_batches.next()
+        target_images, _ = self.target_batches.next()
+        (task_name,) = self.tasks
+        return self.method.update(
+            model=self.model,
+            task=self.tasks[task_name],
+            source_images=self.preprocess(source_images),
+            source_labels=source_labels[task_name],
+            target_images=self.preprocess(target_images),
+            optimizer=optimizer,
+            progress=progress,
+        )
+
     def evaluate(self, split: str) -> dict[str, float]:
         args = (self.tasks, self.preprocess, self.eval_batch_size, self.device)
         if split == "val":

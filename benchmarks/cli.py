@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError
+from .datasets.readers import CorruptDatasetError
 
 
 def _cmd_run(args) -> int:
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, FileNotFoundError) as error:
+    except (ConfigError, FileNotFoundError, CorruptDatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -34,6 +34,10 @@ class DataConfig:
     root: Optional[str] = None
     #: seed of the dataset construction and the train/validation split (fixed across runs)
     data_seed: int = 0
+    #: ask torchvision to fetch the official files into the root first (never by default)
+    download: bool = False
+    #: resize every dataset once, at load time, to this square size (e.g. 28 for MNIST→USPS)
+    image_size: Optional[int] = None
     #: replicate grey images to this many channels (e.g. 3 for MNIST→MNIST-M)
     channels: Optional[int] = None
     mean: List[float] = field(default_factory=lambda: [0.5])

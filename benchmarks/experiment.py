@@ -21,6 +21,7 @@ from . import registry
 from .batching import Preprocess
 from .config import ConfigError, config_hash, config_to_dict
 from .datasets import DATASETS, load_dataset
+from .datasets.base import resize_dataset
 from .devices import seed_everything, select_device
 from .engine import Trainer
 from .problems import DomainAdaptationProblem, MultiTaskProblem
@@ -43,7 +44,10 @@ def _load(cfg: DictConfig, key: str, kind: str):
         raise ConfigError(f"data.{key}: unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
     if DATASETS[name].kind != kind:
         raise ConfigError(f"data.{key}: dataset {name!r} is a {DATASETS[name].kind} dataset, not a {kind} dataset")
-    return load_dataset(name, data_root(cfg), cfg.data.data_seed)
+    dataset = load_dataset(name, data_root(cfg), cfg.data.data_seed, cfg.data.download)
+    if cfg.data.image_size and dataset.image_size != cfg.data.image_size:
+        dataset = resize_dataset(dataset, cfg.data.image_size)
+    return dataset
 
 
 def build_problem(cfg: DictConfig, device: torch.device):
@@ -82,7 +86,7 @@ def build_problem(cfg: DictConfig, device: torch.device):
     )
     if cfg.problem == "domain_adaptation":
         method = registry.build(
-            registry.METHODS, "method", cfg.method.name, cfg.method.args, {"feature_dim": backbone.out_features}
+            registry.METHODS, "method", cfg.method.name, cfg.method.args, {"feature_dim": backbone.out_features, "num_classes": next(iter(tasks.values())).output_size}
         )
         problem = DomainAdaptationProblem(model, method, source, target, **common)
     else:

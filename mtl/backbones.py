@@ -99,7 +99,68 @@ class SmallConvNet(nn.Module):
         return self.fc(self.conv(x))
 
 
+class DANNDigitNet(nn.Module):
+    """Feature extractor of Ganin et al., "Domain-Adversarial Training of Neural
+    Networks" (JMLR 2016), MNIST→MNIST-M experiment (their Fig. 4, after the
+    Caffe MNIST example): conv(32, 5×5) → ReLU → max-pool 2 → conv(48, 5×5) →
+    ReLU → max-pool 2, flattened (768 features for 28×28 inputs).  The paper's
+    label predictor (fc 100 → fc 100 → 10) is the head; set ``feature_dim`` to
+    add those two 100-unit layers to the shared part, as the paper's domain
+    classifier branches off after the convolutions.
+    """
+
+    def __init__(self, in_channels: int = 3, image_size: int = 28, feature_dim: int | None = None):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 48, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
+        flat = _flat_size(self.conv, in_channels, image_size)
+        self.fc = nn.Identity() if feature_dim is None else nn.Sequential(nn.Linear(flat, feature_dim), nn.ReLU())
+        self.out_features = flat if feature_dim is None else feature_dim
+
+    def forward(self, x):
+        return self.fc(self.conv(x))
+
+
+class DANNSVHNNet(nn.Module):
+    """Feature extractor of Ganin et al. (JMLR 2016) for SVHN→MNIST (after
+    Srivastava et al. 2014): conv(64, 5×5) → ReLU → max-pool 3/2 → conv(64, 5×5)
+    → ReLU → max-pool 3/2 → conv(128, 5×5) → ReLU, then fc 3072 → ReLU.
+    The paper's remaining label layers (fc 2048 → 10) form the head side.
+    Inputs 32×32, padding 2 keeps the spatial size through the convolutions.
+    """
+
+    def __init__(self, in_channels: int = 3, image_size: int = 32, feature_dim: int = 3072, dropout: float = 0.5):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 64, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 128, 5, padding=2),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.fc = nn.Sequential(
+            nn.Linear(_flat_size(self.conv, in_channels, image_size), feature_dim), nn.ReLU(), nn.Dropout(dropout)
+        )
+        self.out_features = feature_dim
+
+    def forward(self, x):
+        return self.fc(self.conv(x))
+
+
 BACKBONES: dict[str, type[nn.Module]] = {
+    "dann_digits": DANNDigitNet,
+    "dann_svhn": DANNSVHNNet,
     "lenet": LeNet,
     "multilenet": MultiLeNet,
     "small_convnet": SmallConvNet,

@@ -5,7 +5,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .base import ImageDataset, ImageSplit, split_train_val
+from . import standard
 from .embedded import load_digits_m, load_digits_source, load_multidigits
+from .readers import CorruptDatasetError, DatasetNotFoundError
 
 
 @dataclass(frozen=True)
@@ -18,21 +20,32 @@ class DatasetEntry:
 
 DATASETS: dict[str, DatasetEntry] = {
     "digits": DatasetEntry(
-        lambda root, data_seed: load_digits_source(data_seed), "domain", False, "sklearn 8×8 digits (embedded)"
+        lambda root, data_seed, download: load_digits_source(data_seed), "domain", False, "sklearn 8×8 digits (embedded)"
     ),
     "digits-m": DatasetEntry(
-        lambda root, data_seed: load_digits_m(data_seed), "domain", False, "digits blended with photo patches (embedded)"
+        lambda root, data_seed, download: load_digits_m(data_seed), "domain", False, "digits blended with photo patches (embedded)"
     ),
     "multidigits": DatasetEntry(
-        lambda root, data_seed: load_multidigits(data_seed), "multitask", False, "two overlaid digits, left/right (embedded)"
+        lambda root, data_seed, download: load_multidigits(data_seed), "multitask", False, "two overlaid digits, left/right (embedded)"
+    ),
+    "mnist": DatasetEntry(standard.mnist, "domain", True, "MNIST 28×28 grey (torchvision layout)"),
+    "usps": DatasetEntry(standard.usps, "domain", True, "USPS 16×16 grey, LIBSVM usps.bz2/usps.t.bz2"),
+    "usps-esl": DatasetEntry(standard.usps_esl, "domain", True, "USPS 16×16 grey, ESL zip.train.gz/zip.test.gz"),
+    "mnist-m": DatasetEntry(standard.mnist_m, "domain", True, "MNIST-M 32×32 RGB (mnist_m.tar.gz or extracted)"),
+    "svhn": DatasetEntry(standard.svhn, "domain", True, "SVHN 32×32 RGB (torchvision .mat files)"),
+    "fashion-mnist": DatasetEntry(standard.fashion_mnist, "domain", False, "Fashion-MNIST (torchvision or Debian layout)"),
+    "multimnist": DatasetEntry(standard.multimnist, "multitask", True, "two MNIST digits, left/right (Sener & Koltun)"),
+    "multifashion": DatasetEntry(standard.multifashion, "multitask", False, "two Fashion-MNIST items, left/right"),
+    "multifashion-mnist": DatasetEntry(
+        standard.multifashion_mnist, "multitask", True, "MNIST digit + Fashion-MNIST item, left/right"
     ),
 }
 
 
-def load_dataset(name: str, root: str | None = None, data_seed: int = 0) -> ImageDataset:
+def load_dataset(name: str, root: str | None = None, data_seed: int = 0, download: bool = False) -> ImageDataset:
     if name not in DATASETS:
         raise KeyError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name].loader(root, data_seed)
+    return DATASETS[name].loader(root, data_seed, download)
 
 
-__all__ = ["DATASETS", "DatasetEntry", "ImageDataset", "ImageSplit", "load_dataset", "split_train_val"]
+__all__ = ["CorruptDatasetError", "DatasetNotFoundError", "DATASETS", "DatasetEntry", "ImageDataset", "ImageSplit", "load_dataset", "split_train_val"]

@@ -59,3 +59,15 @@ def split_train_val(split: ImageSplit, val_fraction: float, seed: int) -> tuple[
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val = max(1, int(round(n * val_fraction)))
     return split.subset(order[n_val:]), split.subset(order[:n_val])
+
+
+def resize_dataset(dataset: ImageDataset, size: int) -> ImageDataset:
+    """The dataset with every image resized once to ``size``×``size`` (bilinear, antialiased, uint8)."""
+    from dataclasses import replace
+
+    from .readers import resize_images
+
+    def resize(split: ImageSplit) -> ImageSplit:
+        return ImageSplit(resize_images(split.images, size), split.labels)
+
+    return replace(dataset, train=resize(dataset.train), test=resize(dataset.test))

@@ -850,11 +850,15 @@ def overlay_pair_canvas(a: torch.Tensor, b: torch.Tensor, offset: int, pad: int)
     return canvas
 
 
-def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    resized = torch.nn.functional.interpolate(
-        images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True
-    )
-    return resized.round_().clamp_(0, 255).to(torch.uint8)
+def resize_images(images: torch.Tensor, size: int, chunk: int = 8192) -> torch.Tensor:
+    """Bilinear, antialiased resize of uint8 (N, C, H, W) images, in chunks to bound memory."""
+    out = torch.empty((*images.shape[:2], size, size), dtype=torch.uint8, device=images.device)
+    for start in range(0, images.shape[0], chunk):
+        resized = torch.nn.functional.interpolate(
+            images[start : start + chunk].float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
+        out[start : start + chunk] = resized.round_().clamp_(0, 255).to(torch.uint8)
+    return out
 
 
 def make_multi_digits(

@@ -1,0 +1,1 @@
+"""Speed benchmarks: each prints ratios measured side by side in one run."""

@@ -6,7 +6,25 @@ from .discriminator import DomainDiscriminator
 from .grl import GradientReversal, reverse_gradient
 from .losses.adversarial import DomainAdversarialLoss
 from .losses.coral import coral_loss
-from .methods import DANN, AdaptationMethod, DeepCORAL, SourceOnly
+from .adabn import adapt_batchnorm_statistics
+from .methods import (
+    AFN,
+    BNM,
+    BSP,
+    CDAN,
+    CDANE,
+    DAN,
+    DANN,
+    JAN,
+    MCC,
+    MCD,
+    AdaBN,
+    AdaptationMethod,
+    DeepCORAL,
+    EntropyMinimization,
+    InformationMaximization,
+    SourceOnly,
+)
 from .schedules import SCHEDULES, dann_ramp, linear_ramp
 
 __all__ = [
@@ -19,6 +37,19 @@ __all__ = [
     "SourceOnly",
     "DANN",
     "DeepCORAL",
+    "CDAN",
+    "CDANE",
+    "DAN",
+    "JAN",
+    "MCC",
+    "BSP",
+    "AFN",
+    "EntropyMinimization",
+    "InformationMaximization",
+    "BNM",
+    "AdaBN",
+    "MCD",
+    "adapt_batchnorm_statistics",
     "SCHEDULES",
     "dann_ramp",
     "linear_ramp",

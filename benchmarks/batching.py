@@ -88,8 +88,26 @@ class DeviceBatcher:
         self._order = self._permutation(self.cycle)
 
 
-def iterate_in_order(split: ImageSplit, batch_size: int, device):
+def make_batcher(split, batch_size: int, seed: int, device, labelled: bool = True, workers: int = 0):
+    """The training stream for a split: device-resident tensors, or DataLoader workers for image folders.
+
+    ``labelled=False`` drops the labels from the stream itself (unlabelled
+    target data), so nothing downstream can read them.
+    """
+    from .datasets.image_folder import FolderSplit, LoaderBatcher
+
+    if isinstance(split, FolderSplit):
+        return LoaderBatcher(split, batch_size, seed, device, workers=workers, labelled=labelled)
+    return DeviceBatcher(split if labelled else ImageSplit(split.images, {}), batch_size, seed, device)
+
+
+def iterate_in_order(split, batch_size: int, device, workers: int = 0):
     """Deterministic pass over a split for evaluation (copies each batch to the device)."""
+    from .datasets.image_folder import FolderSplit, iterate_folder
+
+    if isinstance(split, FolderSplit):
+        yield from iterate_folder(split, batch_size, device, workers)
+        return
     for start in range(0, len(split), batch_size):
         yield (
             split.images[start : start + batch_size].to(device, non_blocking=True),

@@ -44,6 +44,8 @@ class DataConfig:
     std: List[float] = field(default_factory=lambda: [0.5])
     batch_size: int = 64
     eval_batch_size: int = 1024
+    #: DataLoader worker processes for image-folder datasets (in-memory datasets need none)
+    workers: int = 4
     val_fraction: float = 0.1
 
 

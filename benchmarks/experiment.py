@@ -15,12 +15,11 @@ import torch
 from omegaconf import DictConfig
 
 from mtl.model import MultiTaskModel
-from mtl.weighting import UncertaintyWeighting
 
 from . import registry
 from .batching import Preprocess
 from .config import ConfigError, config_hash, config_to_dict
-from .datasets import DATASETS, load_dataset
+from .datasets import DATASETS, dataset_kind, load_dataset
 from .datasets.base import resize_dataset
 from .devices import seed_everything, select_device
 from .engine import Trainer
@@ -40,11 +39,14 @@ def _load(cfg: DictConfig, key: str, kind: str):
     name = cfg.data[key]
     if name is None:
         raise ConfigError(f"data.{key} must be set for problem '{cfg.problem}'")
-    if name not in DATASETS:
-        raise ConfigError(f"data.{key}: unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
-    if DATASETS[name].kind != kind:
-        raise ConfigError(f"data.{key}: dataset {name!r} is a {DATASETS[name].kind} dataset, not a {kind} dataset")
-    dataset = load_dataset(name, data_root(cfg), cfg.data.data_seed, cfg.data.download)
+    found = dataset_kind(name)
+    if found is None:
+        raise ConfigError(
+            f"data.{key}: unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}, imagefolder:<domain>"
+        )
+    if found != kind:
+        raise ConfigError(f"data.{key}: dataset {name!r} is a {found} dataset, not a {kind} dataset")
+    dataset = load_dataset(name, data_root(cfg), cfg.data.data_seed, cfg.data.download, cfg.data.image_size)
     if cfg.data.image_size and dataset.image_size != cfg.data.image_size:
         dataset = resize_dataset(dataset, cfg.data.image_size)
     return dataset
@@ -83,10 +85,15 @@ def build_problem(cfg: DictConfig, device: torch.device):
         data_seed=cfg.data.data_seed,
         seed=cfg.train.seed,
         device=device,
+        workers=cfg.data.workers,
     )
     if cfg.problem == "domain_adaptation":
         method = registry.build(
-            registry.METHODS, "method", cfg.method.name, cfg.method.args, {"feature_dim": backbone.out_features, "num_classes": next(iter(tasks.values())).output_size}
+            registry.METHODS,
+            "method",
+            cfg.method.name,
+            cfg.method.args,
+            {"feature_dim": backbone.out_features, "num_classes": next(iter(tasks.values())).output_size},
         )
         problem = DomainAdaptationProblem(model, method, source, target, **common)
     else:
@@ -132,8 +139,8 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
     device = select_device(cfg.train.device)
     problem = build_problem(cfg, device)
     weighting = registry.build(registry.WEIGHTINGS, "weighting", cfg.weighting.name, cfg.weighting.args).to(device)
-    if isinstance(weighting, UncertaintyWeighting):
-        # the log-variances must exist before the optimiser is built
+    if hasattr(weighting, "ensure_terms"):
+        # learned per-term parameters (uncertainty log-variances, GradNorm weights) must exist before the optimiser
         weighting.ensure_terms(problem.term_names(), device=device)
     if problem.owns_update and cfg.weighting.name != "equal":
         raise ConfigError(

@@ -11,10 +11,37 @@ import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from adapt.methods import DANN, DeepCORAL, SourceOnly
+from adapt.methods import (
+    AFN,
+    BNM,
+    BSP,
+    CDAN,
+    CDANE,
+    DAN,
+    DANN,
+    JAN,
+    MCC,
+    MCD,
+    AdaBN,
+    DeepCORAL,
+    EntropyMinimization,
+    InformationMaximization,
+    SourceOnly,
+)
 from mtl.backbones import BACKBONES
 from mtl.aggregators import AGGREGATORS
-from mtl.weighting import EqualWeighting, GradientAggregation, StaticWeighting, UncertaintyWeighting
+from mtl.weighting import (
+    DBMTL,
+    DWA,
+    FAMO,
+    RLW,
+    EqualWeighting,
+    GeometricLoss,
+    GradientAggregation,
+    GradNorm,
+    StaticWeighting,
+    UncertaintyWeighting,
+)
 
 from .config import ConfigError
 
@@ -31,12 +58,30 @@ METHODS: dict[str, Entry] = {
     "source_only": Entry(SourceOnly, "train on labelled source only (no adaptation)"),
     "dann": Entry(DANN, "domain-adversarial training with gradient reversal (Ganin et al. 2016)", ("feature_dim",)),
     "coral": Entry(DeepCORAL, "Deep CORAL: align second-order statistics (Sun & Saenko 2016)"),
+    "cdan": Entry(CDAN, "conditional adversarial: discriminator on features ⊗ predictions (Long et al. 2018)", ("feature_dim", "num_classes")),
+    "cdan_e": Entry(CDANE, "CDAN with entropy conditioning of the domain loss (Long et al. 2018)", ("feature_dim", "num_classes")),
+    "dan": Entry(DAN, "DAN: multi-kernel MMD between feature distributions (Long et al. 2015)"),
+    "jan": Entry(JAN, "JAN: joint MMD of features and predictions (Long et al. 2017)"),
+    "mcc": Entry(MCC, "minimum class confusion on target predictions (Jin et al. 2020)"),
+    "bsp": Entry(BSP, "DANN + batch spectral penalization of top singular values (Chen et al. 2019)", ("feature_dim",)),
+    "afn": Entry(AFN, "stepwise adaptive feature norm: enlarge feature norms (Xu et al. 2019)"),
+    "entropy_min": Entry(EntropyMinimization, "minimise target prediction entropy (Grandvalet & Bengio 2004)"),
+    "info_max": Entry(InformationMaximization, "information maximisation on target predictions (Gomes et al. 2010; SHOT)"),
+    "bnm": Entry(BNM, "batch nuclear-norm maximisation of target predictions (Cui et al. 2020)"),
+    "adabn": Entry(AdaBN, "source-only training, target batch-norm statistics at test (Li et al. 2016)"),
+    "mcd": Entry(MCD, "maximum classifier discrepancy, three-step update (Saito et al. 2018)", ("feature_dim", "num_classes")),
 }
 
 WEIGHTINGS: dict[str, Entry] = {
     "equal": Entry(EqualWeighting, "sum of the terms, weight 1 each"),
     "static": Entry(StaticWeighting, "fixed weight per term name"),
     "uncertainty": Entry(UncertaintyWeighting, "learned homoscedastic uncertainty (Kendall et al. 2018)"),
+    "dwa": Entry(DWA, "dynamic weight average: softmax of loss-descent ratios over windows (Liu et al. 2019)"),
+    "rlw": Entry(RLW, "random loss weighting: softmax of N(0, I) weights each step (Lin et al. 2022)"),
+    "gradnorm": Entry(GradNorm, "GradNorm: learned weights equalising gradient norms of the last shared layer (Chen et al. 2018)"),
+    "famo": Entry(FAMO, "FAMO: logits balancing the log-loss decrease rates (Liu et al. 2023)"),
+    "gls": Entry(GeometricLoss, "geometric loss strategy: geometric mean of the terms (Chennupati et al. 2019)"),
+    "db_mtl": Entry(DBMTL, "[gradient] dual balancing: log-losses, EMA gradients scaled to the max norm (Lin et al. 2023)"),
 }
 
 

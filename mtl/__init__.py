@@ -6,6 +6,12 @@ from .backbones import BACKBONES, LeNet, MultiLeNet, SmallConvNet
 from .model import MultiTaskModel
 from .tasks import ClassificationTask, MultiLabelTask, RegressionTask, TaskSpec
 from .weighting import (
+    DBMTL,
+    DWA,
+    FAMO,
+    RLW,
+    GeometricLoss,
+    GradNorm,
     EqualWeighting,
     GradientAggregation,
     LossWeighting,
@@ -30,4 +36,10 @@ __all__ = [
     "StaticWeighting",
     "UncertaintyWeighting",
     "GradientAggregation",
+    "DWA",
+    "RLW",
+    "GradNorm",
+    "FAMO",
+    "GeometricLoss",
+    "DBMTL",
 ]

@@ -46,14 +46,14 @@ def test_missing_and_invalid_files(tmp_path):
 @pytest.mark.parametrize(
     "path, overrides, message",
     [
-        (DA, ["method.name=danm"], "unknown method 'danm'; available: coral, dann, source_only"),
+        (DA, ["method.name=danm"], "unknown method 'danm'; available: .*coral, .*dann, .*source_only"),
         (DA, ["method.args.trade_of=0.1"], "method 'dann' has no argument 'trade_of'; valid arguments: .*trade_off"),
         (DA, ["method.args.feature_dim=3"], "argument 'feature_dim' is set by the harness"),
         (DA, ["data.target=mnistm"], "data.target: unknown dataset 'mnistm'; available: .*digits-m"),
         (DA, ["data.target=multidigits"], "is a multitask dataset, not a domain dataset"),
-        (MTL, ["weighting.name=uncertanty"], "unknown weighting 'uncertanty'; available: equal, static, uncertainty"),
+        (MTL, ["weighting.name=uncertanty"], "unknown weighting 'uncertanty'; available: .*equal, .*static, .*uncertainty"),
         (MTL, ["weighting.name=static"], "weighting 'static' needs argument\\(s\\) weights"),
-        (MTL, ["model.backbone=resnet"], "unknown backbone 'resnet'; available: lenet, multilenet, small_convnet"),
+        (MTL, ["model.backbone=resnet"], "unknown backbone 'resnet'; available: .*lenet, multilenet, small_convnet"),
         (MTL, ["method.name=dann"], "method.\\* applies to domain_adaptation problems only"),
         (DA, ["method.args.schedule=cubic"], "unknown schedule 'cubic'"),
         (DA, ["data.mean=[0.5,0.5]"], "data.mean has 2 values; give 1 or 3"),

@@ -23,6 +23,12 @@ class AdaptationMethod(nn.Module):
     #: True for methods whose optimisation is not one backward of weighted terms
     #: (MCD's three-step update): they implement :meth:`update` instead
     owns_update: bool = False
+    #: False for methods whose training never looks at target data (source-only, AdaBN): the
+    #: engine then forwards source batches alone, so batch norm sees no target statistics
+    uses_target_in_training: bool = True
+    #: True for methods that re-estimate batch-norm statistics on target data before
+    #: evaluating on the target (AdaBN; see :func:`adapt.adabn.adapt_batchnorm_statistics`)
+    adapts_batchnorm_for_target: bool = False
 
     def alignment_terms(
         self,
@@ -63,7 +69,14 @@ class AdaptationMethod(nn.Module):
 
 
 class SourceOnly(AdaptationMethod):
-    """No adaptation: train on labelled source data only (the lower baseline of every DA table)."""
+    """No adaptation: train on labelled source data only (the lower baseline of every DA table).
+
+    Target images are not even forwarded during training, so batch-norm
+    statistics are pure source statistics, as in a model trained without
+    knowledge of the target domain.
+    """
+
+    uses_target_in_training = False
 
     def alignment_terms(self, **_) -> dict[str, Tensor]:
         return {}

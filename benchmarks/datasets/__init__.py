@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .base import ImageDataset, ImageSplit, split_train_val
 from . import standard
+from .image_folder import load_image_folder_domain
 from .embedded import load_digits_m, load_digits_source, load_multidigits
 from .readers import CorruptDatasetError, DatasetNotFoundError
 
@@ -42,10 +43,25 @@ DATASETS: dict[str, DatasetEntry] = {
 }
 
 
-def load_dataset(name: str, root: str | None = None, data_seed: int = 0, download: bool = False) -> ImageDataset:
+IMAGE_FOLDER_PREFIX = "imagefolder:"
+
+
+def dataset_kind(name: str) -> str | None:
+    """'domain' or 'multitask' for a known name (``imagefolder:<domain>`` included), else None."""
+    if name.startswith(IMAGE_FOLDER_PREFIX) and len(name) > len(IMAGE_FOLDER_PREFIX):
+        return "domain"
+    return DATASETS[name].kind if name in DATASETS else None
+
+
+def load_dataset(
+    name: str, root: str | None = None, data_seed: int = 0, download: bool = False, image_size: int | None = None
+) -> ImageDataset:
+    """Load a registered dataset, or ``imagefolder:<domain>`` read from ``root/<domain>/<class>/*``."""
+    if name.startswith(IMAGE_FOLDER_PREFIX):
+        return load_image_folder_domain(root, name[len(IMAGE_FOLDER_PREFIX) :], image_size or 224)
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
+        raise KeyError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}, imagefolder:<domain>")
     return DATASETS[name].loader(root, data_seed, download)
 
 
-__all__ = ["CorruptDatasetError", "DatasetNotFoundError", "DATASETS", "DatasetEntry", "ImageDataset", "ImageSplit", "load_dataset", "split_train_val"]
+__all__ = ["IMAGE_FOLDER_PREFIX", "dataset_kind", "CorruptDatasetError", "DatasetNotFoundError", "DATASETS", "DatasetEntry", "ImageDataset", "ImageSplit", "load_dataset", "split_train_val"]

@@ -44,11 +44,11 @@ class ImageDataset:
 
     @property
     def channels(self) -> int:
-        return self.train.images.shape[1]
+        return self.extras.get("channels", 3) if not isinstance(self.train, ImageSplit) else self.train.images.shape[1]
 
     @property
     def image_size(self) -> int:
-        return self.train.images.shape[-1]
+        return self.extras["image_size"] if not isinstance(self.train, ImageSplit) else self.train.images.shape[-1]
 
 
 def split_train_val(split: ImageSplit, val_fraction: float, seed: int) -> tuple[ImageSplit, ImageSplit]:

@@ -68,6 +68,7 @@ def evaluate_tasks(
     batch_size: int,
     device,
     prefix: str,
+    workers: int = 0,
 ) -> dict[str, float]:
     """``{prefix}/{task}/{metric}`` for every task, plus ``{prefix}/mean/{metric}`` for metrics all tasks share."""
     was_training = model.training
@@ -75,7 +76,7 @@ def evaluate_tasks(
     outputs = {name: [] for name in tasks}
     targets = {name: [] for name in tasks}
     try:
-        for images, labels in iterate_in_order(split, batch_size, device):
+        for images, labels in iterate_in_order(split, batch_size, device, workers):
             predictions = model(preprocess(images))
             for name in tasks:
                 outputs[name].append(predictions[name].float())

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import torch
 
+from adapt.adabn import adapt_batchnorm_statistics
 from adapt.methods.base import AdaptationMethod
 from mtl.model import MultiTaskModel
 
-from ..batching import DeviceBatcher, Preprocess
+from ..batching import Preprocess, make_batcher
 from ..datasets.base import ImageDataset, split_train_val
 from .base import Problem, evaluate_tasks
 
@@ -31,6 +32,7 @@ class DomainAdaptationProblem(Problem):
         data_seed: int,
         seed: int,
         device,
+        workers: int = 4,
     ):
         super().__init__()
         if set(source.tasks) != set(target.tasks):
@@ -44,13 +46,14 @@ class DomainAdaptationProblem(Problem):
         self.preprocess = preprocess
         self.eval_batch_size = eval_batch_size
         self.device = device
+        self.workers = workers
         self.source_train, self.source_val = split_train_val(source.train, val_fraction, data_seed)
         self.target_test = target.test
+        self.target_train = target.train
         self.source_test = source.test
+        self.source_batches = make_batcher(self.source_train, batch_size, seed, device, workers=workers)
         # target labels are dropped from the training stream: nothing can leak into training
-        unlabelled_target = type(target.train)(target.train.images, {})
-        self.source_batches = DeviceBatcher(self.source_train, batch_size, seed, device)
-        self.target_batches = DeviceBatcher(unlabelled_target, batch_size, seed + 7919, device)
+        self.target_batches = make_batcher(target.train, batch_size, seed + 7919, device, labelled=False, workers=workers)
 
     def term_names(self) -> list[str]:
         return [*self.tasks, *self.method.term_names]
@@ -60,12 +63,17 @@ class DomainAdaptationProblem(Problem):
 
     def training_terms(self, progress: float):
         source_images, source_labels = self.source_batches.next()
-        target_images, _ = self.target_batches.next()
         n_source = source_images.shape[0]
-        # one forward over both domains: BatchNorm sees the joint batch, as in DANN
-        images = torch.cat([self.preprocess(source_images), self.preprocess(target_images)])
+        if self.method.uses_target_in_training:
+            target_images, _ = self.target_batches.next()
+            # one forward over both domains: BatchNorm sees the joint batch, as in DANN
+            images = torch.cat([self.preprocess(source_images), self.preprocess(target_images)])
+        else:
+            images = self.preprocess(source_images)
         outputs, features = self.model(images, return_features=True)
         terms = {name: task.loss(outputs[name][:n_source], source_labels[name]) for name, task in self.tasks.items()}
+        if not self.method.uses_target_in_training:
+            return terms, features
         (task_name,) = self.tasks  # one label space per domain pair
         alignment = self.method.alignment_terms(
             source_features=features[:n_source],
@@ -102,13 +110,28 @@ class DomainAdaptationProblem(Problem):
     def evaluate(self, split: str) -> dict[str, float]:
         args = (self.tasks, self.preprocess, self.eval_batch_size, self.device)
         if split == "val":
-            return evaluate_tasks(self.model, self.source_val, *args, prefix="val/source")
+            return evaluate_tasks(self.model, self.source_val, *args, prefix="val/source", workers=self.workers)
         if split == "test":
             return {
-                **evaluate_tasks(self.model, self.target_test, *args, prefix="test/target"),
-                **evaluate_tasks(self.model, self.source_test, *args, prefix="test/source"),
+                **self._evaluate_target(args),
+                **evaluate_tasks(self.model, self.source_test, *args, prefix="test/source", workers=self.workers),
             }
         raise ValueError(f"unknown split {split!r}")
+
+    def _evaluate_target(self, args) -> dict[str, float]:
+        if not self.method.adapts_batchnorm_for_target:
+            return evaluate_tasks(self.model, self.target_test, *args, prefix="test/target", workers=self.workers)
+        # AdaBN: re-estimate BN statistics on unlabelled target *train* batches, evaluate, then put the
+        # source statistics back so checkpoints and source metrics are unaffected
+        saved = {k: v.clone() for k, v in self.model.state_dict().items()}
+        batch_size = min(self.eval_batch_size, len(self.target_train))  # equal-size batches: exact mean
+        stream = make_batcher(self.target_train, batch_size, 0, self.device, labelled=False, workers=self.workers)
+        batches = (self.preprocess(stream.next()[0]) for _ in range(max(1, len(stream))))
+        try:
+            adapt_batchnorm_statistics(self.model, batches)
+            return evaluate_tasks(self.model, self.target_test, *args, prefix="test/target", workers=self.workers)
+        finally:
+            self.model.load_state_dict(saved)
 
     def diagnostics(self):
         return self.method.diagnostics()

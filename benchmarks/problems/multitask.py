@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from mtl.model import MultiTaskModel
 
-from ..batching import DeviceBatcher, Preprocess
+from ..batching import Preprocess, make_batcher
 from ..datasets.base import ImageDataset, split_train_val
 from .base import Problem, evaluate_tasks
 
@@ -24,6 +24,7 @@ class MultiTaskProblem(Problem):
         data_seed: int,
         seed: int,
         device,
+        workers: int = 4,
     ):
         super().__init__()
         self.model = model
@@ -31,9 +32,10 @@ class MultiTaskProblem(Problem):
         self.preprocess = preprocess
         self.eval_batch_size = eval_batch_size
         self.device = device
+        self.workers = workers
         self.train_split, self.val_split = split_train_val(dataset.train, val_fraction, data_seed)
         self.test_split = dataset.test
-        self.batches = DeviceBatcher(self.train_split, batch_size, seed, device)
+        self.batches = make_batcher(self.train_split, batch_size, seed, device, workers=workers)
 
     def steps_per_epoch(self) -> int:
         return len(self.batches)
@@ -48,7 +50,8 @@ class MultiTaskProblem(Problem):
         if split not in data:
             raise ValueError(f"unknown split {split!r}")
         return evaluate_tasks(
-            self.model, data[split], self.tasks, self.preprocess, self.eval_batch_size, self.device, prefix=split
+            self.model, data[split], self.tasks, self.preprocess, self.eval_batch_size, self.device, prefix=split,
+            workers=self.workers,
         )
 
     def batcher_state(self):

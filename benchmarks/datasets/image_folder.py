@@ -1,0 +1,186 @@
+"""Image-folder domains (Office-31, Office-Home, DomainNet layouts): ``root/<domain>/<class>/*.jpg``.
+
+These are too large to hold decoded in memory, so they stream from disk
+through a ``DataLoader`` with worker processes.  Workers only decode, crop and
+resize, producing uint8 tensors; normalisation runs on the batch on the
+training device, as for the in-memory datasets.
+
+Transforms (the standard ImageNet ones, as in Transfer-Learning-Library):
+training: ``RandomResizedCrop(224)`` + horizontal flip; evaluation:
+``Resize(256)`` + ``CenterCrop(224)``.  Normalise with ImageNet's mean/std in
+the config.  Office-style domains have no official train/test split; the
+usual protocol uses every target image, unlabelled, for adaptation and
+reports accuracy on the same images, so ``train`` and ``test`` hold the same
+files (with the training and evaluation transforms respectively).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchvision import transforms
+from torchvision.datasets import ImageFolder
+
+from mtl.tasks import ClassificationTask
+
+from .base import ImageDataset
+from .readers import DatasetNotFoundError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def train_transform(size: int = 224):
+    return transforms.Compose(
+        [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), transforms.PILToTensor()]
+    )
+
+
+def eval_transform(size: int = 224):
+    return transforms.Compose(
+        [transforms.Resize(int(size * 256 / 224)), transforms.CenterCrop(size), transforms.PILToTensor()]
+    )
+
+
+@dataclass
+class FolderSplit:
+    """A split read from files: which images of an image folder, and the task their class index labels.
+
+    Training streams read ``train_folder`` (random crops and flips);
+    evaluation reads ``eval_folder`` (centre crop).  Both index the same files.
+    """
+
+    train_folder: ImageFolder
+    eval_folder: ImageFolder
+    task: str
+    indices: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.train_folder) if self.indices is None else len(self.indices)
+
+    def subset(self, index: torch.Tensor) -> "FolderSplit":
+        base = torch.arange(len(self.train_folder)) if self.indices is None else self.indices
+        return FolderSplit(self.train_folder, self.eval_folder, self.task, base[index])
+
+    def dataset(self, training: bool):
+        folder = self.train_folder if training else self.eval_folder
+        return folder if self.indices is None else torch.utils.data.Subset(folder, self.indices.tolist())
+
+
+def load_image_folder_domain(root: str | None, domain: str, image_size: int = 224) -> ImageDataset:
+    if not root:
+        raise DatasetNotFoundError(
+            f"image-folder domain '{domain}' needs a data root holding '{domain}/<class>/<image>' folders: "
+            "pass --data-root, set data.root, or export MTLDA_DATA"
+        )
+    path = Path(root) / domain
+    if not path.is_dir():
+        available = sorted(p.name for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []
+        raise DatasetNotFoundError(
+            f"domain folder {path} not found; expected {path}/<class>/<image>.jpg (Office-31, Office-Home and "
+            f"DomainNet ship this layout). Folders under {root}: {', '.join(available) or 'none'}"
+        )
+    try:
+        train = ImageFolder(str(path), transform=train_transform(image_size), allow_empty=False)
+    except (FileNotFoundError, RuntimeError) as error:
+        raise DatasetNotFoundError(f"{path}: {error}") from error
+    test = ImageFolder(str(path), transform=eval_transform(image_size))
+    task = ClassificationTask("label", num_classes=len(train.classes))
+    split = FolderSplit(train, test, "label")
+    return ImageDataset(
+        f"imagefolder:{domain}",
+        split,  # type: ignore[arg-type]
+        split,  # type: ignore[arg-type]
+        {"label": task},
+        f"image folder {path} ({len(train)} images, {len(train.classes)} classes)",
+        extras={"classes": train.classes, "image_size": image_size},
+    )
+
+
+class _CycleSampler(torch.utils.data.Sampler):
+    """Yields the owner's current permutation from its current offset (read at each ``iter``)."""
+
+    def __init__(self, owner: "LoaderBatcher"):
+        self.owner = owner
+
+    def __iter__(self):
+        return iter(self.owner.order[self.owner.offset :].tolist())
+
+    def __len__(self):
+        return len(self.owner.order) - self.owner.offset
+
+
+class LoaderBatcher:
+    """The :class:`~benchmarks.batching.DeviceBatcher` interface over files read by DataLoader workers.
+
+    Seeded permutation per cycle and a (cycle, offset) position, so a
+    checkpoint resumes the stream exactly; pinned memory and persistent
+    workers on CUDA.
+    """
+
+    def __init__(
+        self,
+        split: FolderSplit,
+        batch_size: int,
+        seed: int,
+        device,
+        workers: int = 4,
+        drop_last: bool = True,
+        labelled: bool = True,
+    ):
+        if drop_last and len(split) < batch_size:
+            raise ValueError(f"split has {len(split)} images, fewer than one batch of {batch_size}")
+        self.split, self.batch_size, self.seed, self.device = split, batch_size, seed, torch.device(device)
+        self.drop_last = drop_last
+        self.labelled = labelled
+        self.cycle, self.offset = 0, 0
+        self.order = self._permutation(0)
+        cuda = self.device.type == "cuda"
+        self.loader = torch.utils.data.DataLoader(
+            split.dataset(training=True),
+            batch_size=batch_size,
+            sampler=_CycleSampler(self),
+            num_workers=workers,
+            pin_memory=cuda,
+            persistent_workers=cuda and workers > 0,
+            drop_last=drop_last,
+        )
+        self._iterator = None
+
+    def __len__(self) -> int:
+        n = len(self.split)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _permutation(self, cycle: int) -> torch.Tensor:
+        return torch.randperm(len(self.split), generator=torch.Generator().manual_seed(self.seed * 1_000_003 + cycle))
+
+    def next(self):
+        if self._iterator is None:
+            self._iterator = iter(self.loader)
+        try:
+            images, labels = next(self._iterator)
+        except StopIteration:
+            self.cycle, self.offset = self.cycle + 1, 0
+            self.order = self._permutation(self.cycle)
+            self._iterator = iter(self.loader)
+            images, labels = next(self._iterator)
+        self.offset += images.shape[0]
+        labels = {self.split.task: labels.to(self.device, non_blocking=True)} if self.labelled else {}
+        return images.to(self.device, non_blocking=True), labels
+
+    def state_dict(self) -> dict:
+        return {"cycle": self.cycle, "offset": self.offset}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.cycle, self.offset = int(state["cycle"]), int(state["offset"])
+        self.order = self._permutation(self.cycle)
+        self._iterator = None  # restarts the sampler at the restored offset
+
+
+def iterate_folder(split: FolderSplit, batch_size: int, device, workers: int = 0):
+    loader = torch.utils.data.DataLoader(
+        split.dataset(training=False), batch_size=batch_size, shuffle=False, num_workers=workers,
+        pin_memory=torch.device(device).type == "cuda",
+    )
+    for images, labels in loader:
+        yield images.to(device, non_blocking=True), {split.task: labels.to(device, non_blocking=True)}

@@ -46,13 +46,14 @@ def _cmd_run(args) -> int:
 
 def _cmd_list(args) -> int:
     from .datasets import DATASETS
-    from .registry import BACKBONE_ENTRIES, METHODS, WEIGHTINGS
+    from .registry import ARCHITECTURES, BACKBONE_ENTRIES, METHODS, WEIGHTINGS
 
     sections = {
         "datasets": {n: f"[{e.kind}] {e.description}" for n, e in DATASETS.items()},
         "methods": {n: e.summary for n, e in METHODS.items()},
         "weightings": {n: e.summary for n, e in WEIGHTINGS.items()},
         "backbones": {n: e.summary for n, e in BACKBONE_ENTRIES.items()},
+        "architectures": {n: e.summary for n, e in ARCHITECTURES.items()},
     }
     for section in [args.what] if args.what else sections:
         print(f"{section}:")
@@ -81,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=_cmd_run)
 
-    lister = sub.add_parser("list", help="list datasets, methods, weightings and backbones")
-    lister.add_argument("what", nargs="?", choices=["datasets", "methods", "weightings", "backbones"])
+    lister = sub.add_parser("list", help="list datasets, methods, weightings, backbones and architectures")
+    lister.add_argument("what", nargs="?", choices=["datasets", "methods", "weightings", "backbones", "architectures"])
     lister.set_defaults(handler=_cmd_list)
     return parser
 

@@ -53,6 +53,10 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "small_convnet"
     args: Dict[str, Any] = field(default_factory=dict)
+    #: hps | mmoe | cross_stitch | mtan (benchmarks.registry.ARCHITECTURES, mtl/architectures)
+    architecture: str = "hps"
+    #: the architecture's own constructor arguments (e.g. num_experts for mmoe)
+    architecture_args: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -102,6 +106,14 @@ class TrainConfig:
     progress_bar: bool = True
     #: CPU threads for torch (null: torch's default)
     threads: Optional[int] = None
+    #: domain adaptation: model-selection validators computed at every validation
+    #: (adapt.validators.VALIDATORS), reported as val/validator/<name>; "oracle" reads target
+    #: labels and is reported as val/oracle/target_accuracy. "dev" fits a domain classifier and is slower
+    validators: List[str] = field(default_factory=lambda: ["source_accuracy", "entropy", "im", "snd", "bnm", "oracle"])
+    #: the validators see a fixed subset (seeded by data.data_seed) of at most this many target-train images
+    validator_samples: int = 2000
+    #: allow selection_metric val/oracle/* (target labels select the checkpoint: an explicit oracle run)
+    oracle_selection: bool = False
 
 
 @dataclass
@@ -152,7 +164,7 @@ def _explain(error: OmegaConfBaseException, schema, source: str) -> ConfigError:
 def _schema() -> DictConfig:
     schema = OmegaConf.structured(ExperimentConfig)
     OmegaConf.set_struct(schema, True)
-    for free_form in (schema.model.args, schema.method.args, schema.weighting.args):
+    for free_form in (schema.model.args, schema.model.architecture_args, schema.method.args, schema.weighting.args):
         OmegaConf.set_struct(free_form, False)  # checked against constructor signatures instead
     return schema
 

@@ -14,8 +14,6 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from mtl.model import MultiTaskModel
-
 from . import registry
 from .batching import Preprocess
 from .config import ConfigError, config_hash, config_to_dict
@@ -72,11 +70,33 @@ def build_problem(cfg: DictConfig, device: torch.device):
         if len(cfg.data[key]) not in (1, channels):
             raise ConfigError(f"data.{key} has {len(cfg.data[key])} values; give 1 or {channels} (one per channel)")
     preprocess = Preprocess(cfg.data.mean, cfg.data.std, channels, device)
-    backbone = registry.build(
-        registry.BACKBONE_ENTRIES, "backbone", cfg.model.backbone, cfg.model.args,
-        {"in_channels": channels, "image_size": sizes.pop()},
+    image_size = sizes.pop()
+
+    def make_backbone():  # called once per copy the architecture needs (experts, columns)
+        return registry.build(
+            registry.BACKBONE_ENTRIES, "backbone", cfg.model.backbone, cfg.model.args,
+            {"in_channels": channels, "image_size": image_size},
+        )
+
+    if cfg.problem == "domain_adaptation" and cfg.model.architecture != "hps":
+        raise ConfigError(
+            f"model.architecture={cfg.model.architecture!r} applies to multitask problems only; "
+            "domain adaptation uses 'hps' (one backbone whose features the alignment losses read)"
+        )
+    model = registry.build(
+        registry.ARCHITECTURES, "architecture", cfg.model.architecture, cfg.model.architecture_args,
+        {"backbone_factory": make_backbone, "tasks": tasks, "input_shape": (channels, image_size, image_size)},
     )
-    model = MultiTaskModel.from_tasks(backbone, tasks)
+    if not getattr(model, "has_shared_representation", True):
+        aggregator = registry.AGGREGATORS.get(cfg.weighting.name)
+        target = cfg.weighting.args.get("target") or getattr(aggregator, "default_target", "parameters")
+        if aggregator is not None and target == "representation":
+            raise ConfigError(
+                f"weighting '{cfg.weighting.name}' differentiates the shared representation (target='representation'), "
+                f"but architecture '{cfg.model.architecture}' has no single shared representation; "
+                "set weighting.args.target=parameters or use another architecture"
+            )
+    backbone = getattr(model, "backbone", None)
     common = dict(
         preprocess=preprocess,
         batch_size=cfg.data.batch_size,

@@ -146,3 +146,15 @@ def build(registry: Mapping[str, Entry], kind: str, name: str, args: Mapping, su
         return entry.factory(**call)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{kind} '{name}': {error}") from error
+
+
+# multi-task architectures: the harness supplies the backbone factory, the task specs and one sample's shape
+from mtl.architectures import MMoE, MTAN, CrossStitch, hard_parameter_sharing  # noqa: E402
+
+_ARCHITECTURE_SUPPLIED = ("backbone_factory", "tasks", "input_shape")
+ARCHITECTURES: dict[str, Entry] = {
+    "hps": Entry(hard_parameter_sharing, "hard parameter sharing: one backbone, one head per task (Caruana 1997)", _ARCHITECTURE_SUPPLIED),
+    "mmoe": Entry(MMoE.build, "multi-gate mixture-of-experts: shared experts, a softmax gate per task (Ma et al. 2018)", _ARCHITECTURE_SUPPLIED),
+    "cross_stitch": Entry(CrossStitch.build, "cross-stitch networks: one column per task, mixed after every stage (Misra et al. 2016)", _ARCHITECTURE_SUPPLIED),
+    "mtan": Entry(MTAN.build, "multi-task attention network: per-task attention masks on a shared backbone (Liu et al. 2019)", _ARCHITECTURE_SUPPLIED),
+}

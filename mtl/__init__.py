@@ -2,7 +2,9 @@
 
 Plain PyTorch pieces with no knowledge of the benchmark harness.
 """
+from .architectures import ARCHITECTURES, MMoE, MTAN, CrossStitch, MultiTaskArchitecture, hard_parameter_sharing
 from .backbones import BACKBONES, LeNet, MultiLeNet, SmallConvNet
+from .metrics import delta_m, delta_m_lower_is_better, relative_improvements
 from .model import MultiTaskModel
 from .tasks import ClassificationTask, MultiLabelTask, RegressionTask, TaskSpec
 from .weighting import (
@@ -21,6 +23,15 @@ from .weighting import (
 )
 
 __all__ = [
+    "ARCHITECTURES",
+    "MultiTaskArchitecture",
+    "hard_parameter_sharing",
+    "MMoE",
+    "CrossStitch",
+    "MTAN",
+    "delta_m",
+    "delta_m_lower_is_better",
+    "relative_improvements",
     "BACKBONES",
     "LeNet",
     "MultiLeNet",

@@ -39,6 +39,12 @@ class LeNet(nn.Module):
         )
         self.out_features = feature_dim
 
+    def stages(self) -> list[nn.Module]:
+        """The network split into 3 consecutive stages (views of its own layers, no new
+        parameters); composing them equals :meth:`forward`.  Used by architectures
+        that act between stages (cross-stitch, MTAN)."""
+        return [self.conv[0:3], self.conv[3:7], self.fc]
+
     def forward(self, x):
         return self.fc(self.conv(x))
 
@@ -64,6 +70,12 @@ class MultiLeNet(nn.Module):
             nn.Flatten(), nn.Linear(_flat_size(self.conv, in_channels, image_size), feature_dim), nn.ReLU()
         )
         self.out_features = feature_dim
+
+    def stages(self) -> list[nn.Module]:
+        """The network split into 3 consecutive stages (views of its own layers, no new
+        parameters); composing them equals :meth:`forward`.  Used by architectures
+        that act between stages (cross-stitch, MTAN)."""
+        return [self.conv[0:3], self.conv[3:6], self.fc]
 
     def forward(self, x):
         return self.fc(self.conv(x))
@@ -95,6 +107,12 @@ class SmallConvNet(nn.Module):
         )
         self.out_features = feature_dim
 
+    def stages(self) -> list[nn.Module]:
+        """The network split into 3 consecutive stages (views of its own layers, no new
+        parameters); composing them equals :meth:`forward`.  Used by architectures
+        that act between stages (cross-stitch, MTAN)."""
+        return [self.conv[0:3], self.conv[3:7], self.fc]
+
     def forward(self, x):
         return self.fc(self.conv(x))
 
@@ -123,6 +141,13 @@ class DANNDigitNet(nn.Module):
         flat = _flat_size(self.conv, in_channels, image_size)
         self.fc = nn.Identity() if feature_dim is None else nn.Sequential(nn.Linear(flat, feature_dim), nn.ReLU())
         self.out_features = flat if feature_dim is None else feature_dim
+
+    def stages(self) -> list[nn.Module]:
+        """The network split into 2 (3 with ``feature_dim``) consecutive stages (views of its own layers, no new
+        parameters); composing them equals :meth:`forward`.  Used by architectures
+        that act between stages (cross-stitch, MTAN)."""
+        stages = [self.conv[0:3], self.conv[3:7]]
+        return stages if isinstance(self.fc, nn.Identity) else [*stages, self.fc]
 
     def forward(self, x):
         return self.fc(self.conv(x))
@@ -153,6 +178,12 @@ class DANNSVHNNet(nn.Module):
             nn.Linear(_flat_size(self.conv, in_channels, image_size), feature_dim), nn.ReLU(), nn.Dropout(dropout)
         )
         self.out_features = feature_dim
+
+    def stages(self) -> list[nn.Module]:
+        """The network split into 4 consecutive stages (views of its own layers, no new
+        parameters); composing them equals :meth:`forward`.  Used by architectures
+        that act between stages (cross-stitch, MTAN)."""
+        return [self.conv[0:3], self.conv[3:6], self.conv[6:9], self.fc]
 
     def forward(self, x):
         return self.fc(self.conv(x))

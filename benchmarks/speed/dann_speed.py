@@ -79,7 +79,7 @@ def _pytorch_adapt_step(source, target, device, lr, hidden):
     torch.manual_seed(0)
     backbone = DANNDigitNet(in_channels=3, image_size=28).to(device)
     head = nn.Linear(backbone.out_features, 10).to(device)
-    disc = nn.Sequential(DomainDiscriminator(backbone.out_features, hidden), nn.Unflatten(0, (-1, 1))).to(device)
+    disc = DomainDiscriminator(backbone.out_features, hidden).to(device)
     models = Models({"G": backbone, "C": head, "D": disc})
     adapter = PADANN(models=models, optimizers=Optimizers((torch.optim.SGD, {"lr": lr, "momentum": 0.9})))
     xs, ys = source.images.to(device), source.labels["digit"].to(device)

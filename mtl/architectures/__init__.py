@@ -1,0 +1,37 @@
+"""Multi-task architectures with one interface (see :mod:`mtl.architectures.base`).
+
+* hard parameter sharing: :class:`mtl.model.MultiTaskModel`
+  (:func:`hard_parameter_sharing` builds it from a backbone factory);
+* :class:`MMoE`: multi-gate mixture-of-experts (Ma et al., KDD 2018);
+* :class:`CrossStitch`: cross-stitch networks (Misra et al., CVPR 2016);
+* :class:`MTAN`: multi-task attention network (Liu et al., CVPR 2019).
+
+Each takes a *backbone factory* (a zero-argument callable returning a fresh
+backbone from :mod:`mtl.backbones` or any module with ``out_features``, and
+``stages()`` for cross-stitch and MTAN) and the task specs.  ``ARCHITECTURES``
+maps the config names to constructors with the common signature
+``(backbone_factory, tasks, input_shape, **options)``.
+"""
+from .base import MultiTaskArchitecture
+from .cross_stitch import CrossStitch, CrossStitchUnit
+from .hps import hard_parameter_sharing
+from .mmoe import MMoE
+from .mtan import MTAN, AttentionMask
+
+ARCHITECTURES = {
+    "hps": hard_parameter_sharing,
+    "mmoe": MMoE.build,
+    "cross_stitch": CrossStitch.build,
+    "mtan": MTAN.build,
+}
+
+__all__ = [
+    "ARCHITECTURES",
+    "AttentionMask",
+    "CrossStitch",
+    "CrossStitchUnit",
+    "MMoE",
+    "MTAN",
+    "MultiTaskArchitecture",
+    "hard_parameter_sharing",
+]

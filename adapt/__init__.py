@@ -26,6 +26,7 @@ from .methods import (
     SourceOnly,
 )
 from .schedules import SCHEDULES, dann_ramp, linear_ramp
+from .validators import DEV, SND, VALIDATORS, BNMScore, Entropy, InfoMax, SourceAccuracy, TargetOracle, Validator
 
 __all__ = [
     "GradientReversal",
@@ -53,4 +54,13 @@ __all__ = [
     "SCHEDULES",
     "dann_ramp",
     "linear_ramp",
+    "Validator",
+    "VALIDATORS",
+    "SourceAccuracy",
+    "Entropy",
+    "InfoMax",
+    "SND",
+    "BNMScore",
+    "DEV",
+    "TargetOracle",
 ]

@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     lister = sub.add_parser("list", help="list datasets, methods, weightings, backbones and architectures")
     lister.add_argument("what", nargs="?", choices=["datasets", "methods", "weightings", "backbones", "architectures"])
     lister.set_defaults(handler=_cmd_list)
+
+    from .analysis import add_parser as add_analyze_parser
+
+    add_analyze_parser(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ from .datasets.base import resize_dataset
 from .devices import seed_everything, select_device
 from .engine import Trainer
 from .problems import DomainAdaptationProblem, MultiTaskProblem
+from .problems.domain_adaptation import check_selection_metric
 from .records import atomic_write_json, git_commit, hardware, package_versions
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,10 @@ def build_problem(cfg: DictConfig, device: torch.device):
             cfg.method.args,
             {"feature_dim": backbone.out_features, "num_classes": next(iter(tasks.values())).output_size},
         )
-        problem = DomainAdaptationProblem(model, method, source, target, **common)
+        problem = DomainAdaptationProblem(
+            model, method, source, target,
+            validators=list(cfg.train.validators), validator_samples=cfg.train.validator_samples, **common,
+        )
     else:
         problem = MultiTaskProblem(model, dataset, **common)
     return problem.to(device)
@@ -153,6 +157,7 @@ def _hparams(cfg: DictConfig) -> dict:
 
 
 def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer:
+    check_selection_metric(cfg.train.selection_metric, cfg.train.oracle_selection)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)

@@ -35,7 +35,8 @@ def test_list_shows_every_dataset(capsys):
 
 @pytest.mark.real_data
 @pytest.mark.slow
-def test_multimnist_is_deterministic_and_cached(data_root):
+def test_multimnist_is_deterministic_and_cached(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     first = load_dataset("multimnist", data_root, data_seed=0)
     again = load_dataset("multimnist", data_root, data_seed=0)
     assert torch.equal(first.train.images, again.train.images)
@@ -57,11 +58,13 @@ def test_usps_resized_to_28(data_root):
     [
         "configs/experiments/digits/mnist_to_usps.yaml",
         "configs/experiments/digits/usps_to_mnist.yaml",
+        "configs/experiments/digits/mnist_to_mnistm.yaml",
         "configs/experiments/multitask/multimnist.yaml",
         "configs/experiments/multitask/multifashion-mnist.yaml",
     ],
 )
-def test_real_configs_run_from_the_cli(data_root, tmp_path, config):
+def test_real_configs_run_from_the_cli(data_root, tmp_path, config, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # decoded MNIST-M stays out of the user's cache
     args = ["run", config, f"data.root={data_root}", "train.epochs=1", "train.steps_per_epoch=3", "method.name=dann"]
     if "multitask" in config:
         args.remove("method.name=dann")

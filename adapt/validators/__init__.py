@@ -1,0 +1,76 @@
+"""Model-selection validators for unsupervised domain adaptation.
+
+Every validator returns a float where **higher is better**; those that
+estimate a risk return its negative.  Only :class:`TargetOracle`
+(``is_oracle = True``) reads target labels.
+
+=================== ======================= ===========================================
+registry name       class                   reads
+=================== ======================= ===========================================
+``source_accuracy`` :class:`SourceAccuracy` source val logits + labels
+``entropy``         :class:`Entropy`        target logits
+``im``              :class:`InfoMax`        target logits
+``snd``             :class:`SND`            target logits
+``bnm``             :class:`BNMScore`       target logits
+``dev``             :class:`DEV`            source val logits, labels, features; target features
+``oracle``          :class:`TargetOracle`   target logits + **target labels**
+=================== ======================= ===========================================
+"""
+from .base import (
+    DATA_KEYS,
+    SOURCE_VAL_FEATURES,
+    SOURCE_VAL_LABELS,
+    SOURCE_VAL_LOGITS,
+    TARGET_TRAIN_FEATURES,
+    TARGET_TRAIN_LABELS,
+    TARGET_TRAIN_LOGITS,
+    Validator,
+)
+from .bnm import BNMScore
+from .dev import DEV, dev_risk
+from .entropy import Entropy
+from .info_max import InfoMax
+from .oracle import TargetOracle
+from .snd import SND
+from .source_accuracy import SourceAccuracy
+
+#: registry name → validator class (the names used in ``train.validators``)
+VALIDATORS: dict[str, type[Validator]] = {
+    "source_accuracy": SourceAccuracy,
+    "entropy": Entropy,
+    "im": InfoMax,
+    "snd": SND,
+    "bnm": BNMScore,
+    "dev": DEV,
+    "oracle": TargetOracle,
+}
+
+
+def build_validator(name: str) -> Validator:
+    """A validator by registry name (unknown names list the valid ones)."""
+    try:
+        return VALIDATORS[name]()
+    except KeyError:
+        raise KeyError(f"unknown validator {name!r}; available: {', '.join(VALIDATORS)}") from None
+
+
+__all__ = [
+    "Validator",
+    "VALIDATORS",
+    "build_validator",
+    "SourceAccuracy",
+    "Entropy",
+    "InfoMax",
+    "SND",
+    "BNMScore",
+    "DEV",
+    "dev_risk",
+    "TargetOracle",
+    "DATA_KEYS",
+    "SOURCE_VAL_LOGITS",
+    "SOURCE_VAL_LABELS",
+    "SOURCE_VAL_FEATURES",
+    "TARGET_TRAIN_LOGITS",
+    "TARGET_TRAIN_FEATURES",
+    "TARGET_TRAIN_LABELS",
+]

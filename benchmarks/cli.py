@@ -13,7 +13,7 @@ from .datasets.readers import CorruptDatasetError
 
 def _cmd_run(args) -> int:
     from .engine import NonFiniteLossError
-    from .suite import execute, is_suite_file, plan_single, plan_suite, summarise
+    from .suite import execute, is_suite_file, plan_single, plan_suite, summarise, write_manifest
     from .records import atomic_write_bytes
 
     overrides = list(args.overrides)
@@ -30,12 +30,13 @@ def _cmd_run(args) -> int:
         name, runs = plan_single(args.config, args.output, args.seeds, overrides)
         out_dir = Path(args.output) / name
     print(f"{name}: {len(runs)} run(s) → {out_dir}", flush=True)
+    write_manifest(out_dir, runs)
     try:
         records = execute(runs, progress=not args.no_progress)
     except NonFiniteLossError as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
-    table = summarise(records)
+    table = summarise(records, runs)
     atomic_write_bytes(out_dir / "results.md", (table + "\n").encode())
     print()
     print(table)
@@ -86,9 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     lister.add_argument("what", nargs="?", choices=["datasets", "methods", "weightings", "backbones", "architectures"])
     lister.set_defaults(handler=_cmd_list)
 
-    from .analysis import add_parser as add_analyze_parser
+    from . import analysis, report, sweep
 
-    add_analyze_parser(sub)
+    sweep.add_parser(sub)
+    report.add_parser(sub)
+    analysis.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,733 @@
+"""Result reports: every ``record.json`` under a folder → tables, plots, TensorBoard hparams.
+
+Rows are experiments (a run folder's path relative to the report folder,
+without ``seed<k>``), columns the records' ``report`` metrics.  Cells are mean
+± an error (sample std, standard error, or the 95% confidence half-width from
+the t distribution) over seeds, with n.  Per column the best row is bold; a
+dagger marks rows whose difference from the best is significant across
+seeds (paired t-test over the seeds both rows ran, ``scipy.stats.ttest_rel``,
+p < 0.05; needs at least two matched seeds).  Published numbers from a
+references file (``benchmarks/results/references.yaml``) are put beside the
+rows they describe, with their citations.  Sweeps with a selection rule (from
+``<suite>/sweeps.json``) get the configuration chosen on validation data and
+the test-label oracle as an upper bound.
+
+``mtlda report FOLDER [--format md|csv|latex] [--error std|sem|ci95] [--plots DIR] [--references FILE]``
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ConfigError
+
+RECORD_NAME = "record.json"
+DEFAULT_REFERENCES = Path(__file__).resolve().parent / "results" / "references.yaml"
+ERRORS = ("std", "sem", "ci95")
+FORMATS = ("md", "csv", "latex")
+ALPHA = 0.05
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class Row:
+    label: str
+    records: list[dict]
+    config: dict = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(r["seed"] for r in self.records)
+
+    def values(self, metric: str) -> dict[int, float]:
+        """seed → value in % (accuracies are stored as fractions)."""
+        return {r["seed"]: 100.0 * float(r["metrics"][metric]) for r in self.records if metric in r["metrics"]}
+
+
+def find_records(folder: str | Path) -> list[tuple[Path, dict]]:
+    """Every complete run record under ``folder`` (the hparams output folder is skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"report folder not found: {folder}")
+    out = []
+    for path in sorted(folder.rglob(RECORD_NAME)):
+        if "hparams" in path.relative_to(folder).parts[:1]:
+            continue
+        try:
+            out.append((path, json.loads(path.read_text())))
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path}: not a valid record ({error})") from error
+    return out
+
+
+def row_label(folder: Path, record_path: Path) -> str:
+    run_dir = record_path.parent
+    rel = run_dir.relative_to(folder)
+    parts = rel.parts[:-1] if re.fullmatch(r"seed\d+", rel.parts[-1] if rel.parts else "") else rel.parts
+    return "/".join(parts) or folder.name
+
+
+def collect_rows(folder: str | Path) -> list[Row]:
+    folder = Path(folder)
+    rows: dict[str, Row] = {}
+    for path, record in find_records(folder):
+        label = row_label(folder, path)
+        row = rows.setdefault(label, Row(label, [], record.get("config", {})))
+        row.records.append(record)
+    return list(rows.values())
+
+
+def metric_columns(row: Row) -> tuple[str, ...]:
+    first = row.records[0]
+    return tuple(first.get("config", {}).get("report") or sorted(k for k in first["metrics"] if k.startswith("test/")))
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def summary(values: list[float], error: str = "std") -> dict[str, float]:
+    """Mean, the chosen error (std | sem | ci95 half-width) and n of a list of values."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n if n else float("nan")
+    if n < 2:
+        return {"mean": mean, "error": float("nan"), "n": n, "std": float("nan"), "sem": float("nan"), "ci95": float("nan")}
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    sem = std / math.sqrt(n)
+    ci95 = float(stats.t.ppf(0.975, n - 1)) * sem
+    chosen = {"std": std, "sem": sem, "ci95": ci95}[error]
+    return {"mean": mean, "error": chosen, "n": n, "std": std, "sem": sem, "ci95": ci95}
+
+
+def paired_p_value(a: dict[int, float], b: dict[int, float]) -> float | None:
+    """Two-sided paired t-test over the seeds both have; None with fewer than 2 matched seeds.
+
+    Differences that are all equal (zero variance) give p = 0 if they are
+    non-zero and p = 1 if they are zero, instead of scipy's nan.
+    """
+    from scipy import stats
+
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    x, y = [a[s] for s in seeds], [b[s] for s in seeds]
+    diffs = [u - v for u, v in zip(x, y)]
+    if max(diffs) - min(diffs) < 1e-12:
+        return 0.0 if abs(diffs[0]) > 1e-12 else 1.0
+    return float(stats.ttest_rel(x, y).pvalue)
+
+
+def lower_is_better(metric: str) -> bool:
+    return any(word in metric.lower() for word in ("loss", "error", "err"))
+
+
+# --------------------------------------------------------------------------- references
+
+
+@dataclass
+class Reference:
+    value: float
+    source: str
+    column: str
+    label: str = ""
+    setting: str = ""
+    row: list[str] = field(default_factory=lambda: ["*"])
+    match: dict[str, Any] = field(default_factory=dict)
+
+    def applies_to(self, row: Row) -> bool:
+        import fnmatch
+
+        if not any(fnmatch.fnmatchcase(row.label, pattern) for pattern in self.row):
+            return False
+        for dotted, wanted in self.match.items():
+            node: Any = row.config
+            for part in dotted.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            allowed = wanted if isinstance(wanted, list) and not (isinstance(node, list)) else [wanted]
+            if node not in allowed:
+                return False
+        return True
+
+
+def load_references(path: str | Path | None) -> list[Reference]:
+    """Published numbers: ``references:`` entries with value, source, column and row/match."""
+    if path is None:
+        return []
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"references file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    entries = data.get("references", []) if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: expected a top-level 'references:' list")
+    out = []
+    for i, entry in enumerate(entries):
+        missing = [k for k in ("value", "source", "column") if k not in (entry or {})]
+        if missing:
+            raise ConfigError(f"{path}: references[{i}] lacks {', '.join(missing)}")
+        unknown = sorted(set(entry) - {"value", "source", "column", "label", "setting", "row", "match", "note"})
+        if unknown:
+            raise ConfigError(f"{path}: references[{i}] has unknown key(s) {unknown}")
+        rows = entry.get("row", ["*"])
+        out.append(
+            Reference(
+                value=float(entry["value"]),
+                source=str(entry["source"]),
+                column=str(entry["column"]),
+                label=str(entry.get("label", "")),
+                setting=str(entry.get("setting", "")),
+                row=[rows] if isinstance(rows, str) else list(rows),
+                match=dict(entry.get("match") or {}),
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass
+class Cell:
+    mean: float
+    error: float
+    n: int
+    values: dict[int, float]
+    best: bool = False
+    significant: bool = False
+    p_value: float | None = None
+
+
+@dataclass
+class Table:
+    metrics: tuple[str, ...]
+    rows: list[Row]
+    cells: dict[tuple[str, str], Cell]
+    references: dict[tuple[str, str], Reference]
+    error: str
+
+
+def build_tables(rows: list[Row], error: str = "std", references: list[Reference] | None = None) -> list[Table]:
+    """One table per set of reported metrics, with best-per-column and significance marks."""
+    if error not in ERRORS:
+        raise ConfigError(f"unknown error measure {error!r}; choose one of {', '.join(ERRORS)}")
+    grouped: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        grouped.setdefault(metric_columns(row), []).append(row)
+    tables = []
+    for metrics, members in grouped.items():
+        cells: dict[tuple[str, str], Cell] = {}
+        for row in members:
+            for metric in metrics:
+                values = row.values(metric)
+                if values:
+                    s = summary(list(values.values()), error)
+                    cells[(row.label, metric)] = Cell(s["mean"], s["error"], s["n"], values)
+        for metric in metrics:
+            present = [(row.label, cells[(row.label, metric)]) for row in members if (row.label, metric) in cells]
+            if not present:
+                continue
+            sign = -1 if lower_is_better(metric) else 1
+            best_label, best = max(present, key=lambda item: sign * item[1].mean)
+            for label, cell in present:
+                if label == best_label or cell.mean == best.mean:
+                    cell.best = True
+                    continue
+                cell.p_value = paired_p_value(cell.values, best.values)
+                cell.significant = cell.p_value is not None and cell.p_value < ALPHA
+        refs = {}
+        for ref in references or []:
+            if ref.column in metrics:
+                for row in members:
+                    if ref.applies_to(row):
+                        refs.setdefault((row.label, ref.column), ref)
+        tables.append(Table(metrics, members, cells, refs, error))
+    return tables
+
+
+def _fmt(cell: Cell | None, digits: int = 1) -> str:
+    if cell is None:
+        return "n/a"
+    if cell.n < 2 or math.isnan(cell.error):
+        return f"{cell.mean:.{digits}f}"
+    return f"{cell.mean:.{digits}f} ± {cell.error:.{digits}f}"
+
+
+ERROR_TEXT = {
+    "std": "sample standard deviation",
+    "sem": "standard error of the mean",
+    "ci95": "half-width of the 95% confidence interval (t distribution)",
+}
+
+
+def _ref_columns(table: Table) -> list[str]:
+    return [m for m in table.metrics if any(k[1] == m for k in table.references)]
+
+
+def _citations(tables: list[Table]) -> list[Reference]:
+    seen: list[Reference] = []
+    for table in tables:
+        for ref in table.references.values():
+            if ref not in seen:
+                seen.append(ref)
+    return seen
+
+
+def to_markdown(tables: list[Table]) -> str:
+    cites = _citations(tables)
+    lines = []
+    for table in tables:
+        refcols = _ref_columns(table)
+        header = ["experiment", "n"]
+        for m in table.metrics:
+            header.append(m)
+            if m in refcols:
+                header.append("published")
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] * len(header)) + "|")
+        for row in table.rows:
+            cells = [row.label, str(len(row.records))]
+            for m in table.metrics:
+                cell = table.cells.get((row.label, m))
+                text = _fmt(cell)
+                if cell is not None and cell.best:
+                    text = f"**{text}**"
+                if cell is not None and cell.significant:
+                    text += " †"
+                cells.append(text)
+                if m in refcols:
+                    ref = table.references.get((row.label, m))
+                    cells.append(f"{ref.value:g} [{cites.index(ref) + 1}]" if ref else "")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    error = tables[0].error if tables else "std"
+    lines.append(
+        f"Accuracies in %, mean ± {ERROR_TEXT[error]} over seeds (n runs). Bold: best per column. "
+        f"†: differs from the best significantly (paired t-test over matched seeds, p < {ALPHA})."
+    )
+    if cites:
+        lines.append("")
+        lines.append("Published numbers:")
+        for i, ref in enumerate(cites, 1):
+            what = ", ".join(x for x in (ref.label, ref.setting) if x)
+            lines.append(f"[{i}] {what}: {ref.value:g}. {ref.source}")
+    return "\n".join(lines)
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}", "^": r"\^{}", "~": r"\~{}"}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def to_latex(tables: list[Table]) -> str:
+    cites = _citations(tables)
+    out = []
+    for table in tables:
+        refcols = _ref_columns(table)
+        ncols = 2 + len(table.metrics) + len(refcols)
+        out.append(r"\begin{tabular}{l" + "r" * (ncols - 1) + "}")
+        out.append(r"\toprule")
+        header = ["experiment", "$n$"]
+        for m in table.metrics:
+            header.append(r"\texttt{" + _latex_escape(m) + "}")
+            if m in refcols:
+                header.append("published")
+        out.append(" & ".join(header) + r" \\")
+        out.append(r"\midrule")
+        for row in table.rows:
+            cells = [_latex_escape(row.label), str(len(row.records))]
+            for m in table.metrics:
+                cell = table.cells.get((row.label, m))
+                if cell is None:
+                    text = "n/a"
+                else:
+                    text = _fmt(cell).replace(" ± ", r" $\pm$ ")
+                    if cell.best:
+                        text = r"\textbf{" + text + "}"
+                    if cell.significant:
+                        text += r"$^\dagger$"
+                cells.append(text)
+                if m in refcols:
+                    ref = table.references.get((row.label, m))
+                    cells.append(f"{ref.value:g}$^{{[{cites.index(ref) + 1}]}}$" if ref else "")
+            out.append(" & ".join(cells) + r" \\")
+        out.append(r"\bottomrule")
+        out.append(r"\end{tabular}")
+        out.append("")
+    error = tables[0].error if tables else "std"
+    out.append(
+        f"% Accuracies in %, mean $\\pm$ {ERROR_TEXT[error]} over seeds. Bold: best per column. "
+        f"$\\dagger$: significantly different from the best (paired t-test, p < {ALPHA})."
+    )
+    for i, ref in enumerate(cites, 1):
+        out.append(f"% [{i}] {ref.label} {ref.setting}: {ref.value:g}. {ref.source}")
+    return "\n".join(out)
+
+
+def to_csv(tables: list[Table]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(
+        ["experiment", "metric", "n", "mean", "std", "sem", "ci95", "best", "significant_vs_best", "p_value",
+         "published", "published_source", "seeds"]
+    )
+    for table in tables:
+        for row in table.rows:
+            for m in table.metrics:
+                cell = table.cells.get((row.label, m))
+                if cell is None:
+                    continue
+                s = summary(list(cell.values.values()))
+                ref = table.references.get((row.label, m))
+                writer.writerow(
+                    [row.label, m, cell.n, f"{s['mean']:.4f}", _num(s["std"]), _num(s["sem"]), _num(s["ci95"]),
+                     int(cell.best), int(cell.significant), "" if cell.p_value is None else f"{cell.p_value:.4g}",
+                     "" if ref is None else f"{ref.value:g}", "" if ref is None else ref.source,
+                     " ".join(str(k) for k in sorted(cell.values))]
+                )
+    return buffer.getvalue()
+
+
+def _num(x: float) -> str:
+    return "" if math.isnan(x) else f"{x:.4f}"
+
+
+RENDERERS = {"md": to_markdown, "csv": to_csv, "latex": to_latex}
+
+
+# --------------------------------------------------------------------------- sweeps (selection)
+
+
+def find_manifests(folder: str | Path) -> list[tuple[Path, dict]]:
+    folder = Path(folder)
+    out = []
+    for path in sorted(folder.rglob("sweeps.json")):
+        try:
+            out.append((path, json.loads(path.read_text())))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def selection_sections(folder: str | Path) -> list[str]:
+    from .sweep import format_selection, select_configuration
+
+    sections = []
+    for path, manifest in find_manifests(folder):
+        records = [r for _, r in find_records(path.parent)]
+        for name, block in manifest.get("sweeps", {}).items():
+            if block.get("selection"):
+                result = select_configuration(records, block["selection"], experiments=list(block["experiments"]))
+                sections.append(format_selection(name, result))
+    return sections
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+def plot_bars(tables: list[Table], out_dir: str | Path) -> list[Path]:
+    """One bar chart per metric: mean per experiment with the table's error bars."""
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for table in tables:
+        for metric in table.metrics:
+            labels = [r.label for r in table.rows if (r.label, metric) in table.cells]
+            if not labels:
+                continue
+            cells = [table.cells[(label, metric)] for label in labels]
+            errors = [0.0 if math.isnan(c.error) else c.error for c in cells]
+            fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(labels) + 2), 3.5))
+            colors = ["tab:orange" if c.best else "tab:blue" for c in cells]
+            ax.bar(range(len(labels)), [c.mean for c in cells], yerr=errors, capsize=3, color=colors)
+            for label in labels:
+                ref = table.references.get((label, metric))
+                if ref is not None:
+                    x = labels.index(label)
+                    ax.plot([x - 0.4, x + 0.4], [ref.value, ref.value], "k--", linewidth=1)
+            ax.set_xticks(range(len(labels)))
+            ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)
+            ax.set_ylabel(f"{metric} (%)")
+            ax.set_title(f"mean ± {table.error}" + (" (dashed: published)" if table.references else ""), fontsize=8)
+            fig.tight_layout()
+            path = out_dir / f"bars_{_safe(metric)}.png"
+            fig.savefig(path, dpi=120)
+            plt.close(fig)
+            paths.append(path)
+    return paths
+
+
+def plot_learning_curves(rows: list[Row], out_dir: str | Path) -> list[Path]:
+    """Validation metrics per epoch from the records' ``history``: mean over seeds, one line per experiment."""
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = sorted({k for row in rows for r in row.records for h in r.get("history", []) for k in h if k.startswith("val/")})
+    paths = []
+    for metric in metrics:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        drawn = 0
+        for row in rows:
+            per_epoch: dict[int, list[float]] = {}
+            for r in row.records:
+                for h in r.get("history", []):
+                    if metric in h:
+                        per_epoch.setdefault(int(h["epoch"]), []).append(100.0 * float(h[metric]))
+            if not per_epoch:
+                continue
+            epochs = sorted(per_epoch)
+            ax.plot([e + 1 for e in epochs], [sum(per_epoch[e]) / len(per_epoch[e]) for e in epochs], marker=".", label=row.label)
+            drawn += 1
+        if not drawn:
+            plt.close(fig)
+            continue
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{metric} (%)")
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        path = out_dir / f"curves_{_safe(metric)}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def ablation_groups(rows: list[Row]) -> dict[str, tuple[Row, list[Row]]]:
+    """``prefix → (base row, variant rows)`` for every ``<prefix>/base`` row."""
+    by_label = {r.label: r for r in rows}
+    groups = {}
+    for label, row in by_label.items():
+        if label == "base" or label.endswith("/base"):
+            prefix = label[: -len("base")]
+            variants = [r for r in rows if r.label.startswith(prefix) and r.label != label and "/" not in r.label[len(prefix):]]
+            if variants:
+                groups[prefix.rstrip("/") or "."] = (row, variants)
+    return groups
+
+
+def ablation_deltas(rows: list[Row], metric: str) -> dict[str, dict[str, dict[str, float]]]:
+    """Per ablation group: variant → mean difference to the base over matched seeds (pp), its sem, n, p."""
+    out = {}
+    for prefix, (base, variants) in ablation_groups(rows).items():
+        b = base.values(metric)
+        entries = {}
+        for variant in variants:
+            v = variant.values(metric)
+            seeds = sorted(set(v) & set(b))
+            if not seeds:
+                continue
+            diffs = [v[s] - b[s] for s in seeds]
+            s = summary(diffs, "sem")
+            entries[variant.label] = {"delta": s["mean"], "sem": s["sem"], "n": len(seeds), "p": paired_p_value(v, b)}
+        if entries:
+            out[prefix] = entries
+    return out
+
+
+def plot_ablations(rows: list[Row], tables: list[Table], out_dir: str | Path) -> list[Path]:
+    """Horizontal bars: each ablation's change vs the base (percentage points, ± sem over matched seeds)."""
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    metrics = [m for t in tables for m in t.metrics]
+    for metric in dict.fromkeys(metrics):
+        for prefix, entries in ablation_deltas(rows, metric).items():
+            labels = list(entries)
+            deltas = [entries[k]["delta"] for k in labels]
+            errs = [0.0 if math.isnan(entries[k]["sem"]) else entries[k]["sem"] for k in labels]
+            fig, ax = plt.subplots(figsize=(5.5, 0.5 * len(labels) + 1.5))
+            colors = ["tab:red" if d < 0 else "tab:green" for d in deltas]
+            ax.barh(range(len(labels)), deltas, xerr=errs, color=colors, capsize=3)
+            ax.axvline(0.0, color="k", linewidth=0.8)
+            ax.set_yticks(range(len(labels)))
+            ax.set_yticklabels([k[len(prefix) + 1:] if k.startswith(prefix + "/") else k for k in labels], fontsize=7)
+            ax.set_xlabel(f"Δ {metric} vs base (pp, ± sem)")
+            ax.set_title(prefix, fontsize=8)
+            fig.tight_layout()
+            path = out_dir / f"ablation_{_safe(prefix)}_{_safe(metric)}.png"
+            fig.savefig(path, dpi=120)
+            plt.close(fig)
+            paths.append(path)
+    return paths
+
+
+# --------------------------------------------------------------------------- TensorBoard hparams
+
+
+def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, name + "."))
+        elif isinstance(value, bool) or isinstance(value, (int, float, str)):
+            out[name] = value
+        elif value is not None:
+            out[name] = str(value)
+    return out
+
+
+def write_hparams(folder: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """One TensorBoard hparams summary per run under ``<folder>/hparams/<experiment>/seed<k>``."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    folder = Path(folder)
+    out_dir = Path(out_dir) if out_dir else folder / "hparams"
+    written = []
+    for path, record in find_records(folder):
+        run = row_label(folder, path)
+        run_dir = out_dir / run / f"seed{record.get('seed', 0)}"
+        params = _flat(record.get("config", {}))
+        params["experiment"] = run
+        metrics = {f"final/{k}": float(v) for k, v in record.get("metrics", {}).items() if isinstance(v, (int, float))}
+        # the same run written again replaces its old event file instead of adding a duplicate
+        if run_dir.exists():
+            for old in run_dir.glob("events.out.tfevents.*"):
+                old.unlink()
+        writer = SummaryWriter(log_dir=str(run_dir))
+        experiment, start, end = hparams(params, metrics)
+        writer.file_writer.add_summary(experiment)
+        writer.file_writer.add_summary(start)
+        writer.file_writer.add_summary(end)
+        for name, value in metrics.items():
+            writer.add_scalar(name, value, 0)
+        writer.close()
+        written.append(run_dir)
+    return written
+
+
+# --------------------------------------------------------------------------- top level
+
+
+def make_report(
+    folder: str | Path,
+    fmt: str = "md",
+    error: str = "std",
+    references: str | Path | None = DEFAULT_REFERENCES,
+    plots: str | Path | None = None,
+    tensorboard: bool = True,
+) -> str:
+    """The report text (tables, plus sweep selections for Markdown); plots and hparams as side effects."""
+    if fmt not in RENDERERS:
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    rows = collect_rows(folder)
+    if not rows:
+        raise ConfigError(f"no {RECORD_NAME} found under {folder}")
+    if references is not None and Path(references) == DEFAULT_REFERENCES and not DEFAULT_REFERENCES.is_file():
+        references = None
+    refs = load_references(references)
+    tables = build_tables(rows, error, refs)
+    text = RENDERERS[fmt](tables)
+    if fmt == "md":
+        sections = selection_sections(folder)
+        if sections:
+            text += "\n\n" + "\n\n".join(sections)
+        for metric in dict.fromkeys(m for t in tables for m in t.metrics):
+            deltas = ablation_deltas(rows, metric)
+            for prefix, entries in deltas.items():
+                text += f"\n\nAblation '{prefix}' vs its base, {metric} (percentage points over matched seeds):\n\n"
+                text += "| variant | Δ | ± sem | n | p (paired t) |\n|---|---|---|---|---|\n"
+                for label, e in entries.items():
+                    p = "n/a" if e["p"] is None else f"{e['p']:.3g}"
+                    sem = "n/a" if math.isnan(e["sem"]) else f"{e['sem']:.1f}"
+                    text += f"| {label} | {e['delta']:+.1f} | {sem} | {e['n']} | {p} |\n"
+    if plots:
+        plot_bars(tables, plots)
+        plot_learning_curves(rows, plots)
+        plot_ablations(rows, tables, plots)
+    if tensorboard:
+        write_hparams(folder)
+    return text
+
+
+def _cmd_report(args) -> int:
+    text = make_report(
+        args.folder,
+        fmt=args.format,
+        error=args.error,
+        references=None if args.no_references else (args.references or DEFAULT_REFERENCES),
+        plots=args.plots,
+        tensorboard=not args.no_tensorboard,
+    )
+    if args.output:
+        from .records import atomic_write_bytes
+
+        atomic_write_bytes(args.output, (text + "\n").encode())
+        print(f"report written to {args.output}")
+    else:
+        print(text)
+    if args.plots:
+        print(f"plots in {args.plots}", file=sys.stderr)
+    if not args.no_tensorboard:
+        print(f"hparams: tensorboard --logdir {Path(args.folder) / 'hparams'}", file=sys.stderr)
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``report`` on an ``argparse`` sub-parser collection (``mtlda report``)."""
+    p = subparsers.add_parser(
+        "report",
+        help="tabulate every record.json under a folder (mean ± error, best, significance, published numbers), plot, log hparams",
+        description="Aggregate the run records under FOLDER into tables (one row per experiment, mean ± error over "
+        "seeds and n); bold marks the best per column and a dagger the rows significantly different from it "
+        "(paired t-test over matched seeds, p < 0.05). Published reference numbers are shown beside matching rows. "
+        "Also writes PNG plots (--plots) and one TensorBoard hparams summary per run under FOLDER/hparams.",
+    )
+    p.add_argument("folder", help="folder holding run records (e.g. runs/quickstart)")
+    p.add_argument("--format", choices=FORMATS, default="md", help="table format (default: md)")
+    p.add_argument("--error", choices=ERRORS, default="std",
+                   help="error shown after ±: sample std, standard error, or 95%% CI half-width (t distribution); default std")
+    p.add_argument("--plots", help="write PNG plots (bars, learning curves, ablation deltas) to this folder")
+    p.add_argument("--references", help=f"published numbers YAML (default: {DEFAULT_REFERENCES.relative_to(DEFAULT_REFERENCES.parents[2])})")
+    p.add_argument("--no-references", action="store_true", help="show no published numbers")
+    p.add_argument("--output", help="write the report to this file instead of printing it")
+    p.add_argument("--no-tensorboard", action="store_true", help="do not write FOLDER/hparams")
+    p.set_defaults(handler=_cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.report FOLDER ...``: the report command on its own."""
+    parser = argparse.ArgumentParser(prog="mtlda")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    args = parser.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.handler(args)
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,4 +1,8 @@
-"""The README's library example runs as written."""
+"""The README's library example runs as written.
+
+Blocks fenced as ```python are executed; ```py blocks (which need downloads,
+such as ImageNet weights) are shown but not run.
+"""
 import re
 from pathlib import Path
 

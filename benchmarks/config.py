@@ -103,6 +103,9 @@ class TrainConfig:
     #: stop after this many epochs without improvement (null: never)
     patience: Optional[int] = None
     log_every: int = 20
+    #: every N steps, log pairwise cosine similarity and norm ratios of the loss terms' gradients
+    #: on the shared parameters to TensorBoard (costs one batched backward; null: off)
+    gradient_diagnostics_every: Optional[int] = None
     progress_bar: bool = True
     #: CPU threads for torch (null: torch's default)
     threads: Optional[int] = None
@@ -231,8 +234,30 @@ def config_to_dict(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def _drop_defaults(values: dict, defaults: dict) -> dict:
+    """The entries of ``values`` that differ from the schema defaults (recursively)."""
+    kept = {}
+    for key, value in values.items():
+        default = defaults.get(key, _ABSENT) if isinstance(defaults, dict) else _ABSENT
+        if isinstance(value, dict) and isinstance(default, dict) and default:
+            nested = _drop_defaults(value, default)
+            if nested:
+                kept[key] = nested
+        elif value != default:
+            kept[key] = value
+    return kept
+
+
+_ABSENT = object()
+
+
 def config_hash(cfg: DictConfig | dict, ignore: tuple[str, ...] = ("train.progress_bar", "train.device", "train.threads")) -> str:
-    """Hash of the settings that change results (display and placement keys excluded)."""
+    """Hash of the settings that change results.
+
+    Display and placement keys are excluded, and so is every key left at its
+    schema default, so adding a new key with a default to the schema does not
+    orphan the records and checkpoints of earlier runs.
+    """
     data = json.loads(json.dumps(cfg if isinstance(cfg, dict) else config_to_dict(cfg), sort_keys=True))
     for dotted in ignore:
         node = data
@@ -240,4 +265,6 @@ def config_hash(cfg: DictConfig | dict, ignore: tuple[str, ...] = ("train.progre
         for part in parts[:-1]:
             node = node.get(part, {})
         node.pop(parts[-1], None)
+    defaults = OmegaConf.to_container(_schema(), resolve=False, throw_on_missing=False)
+    data = _drop_defaults(data, defaults)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

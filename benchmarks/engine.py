@@ -21,7 +21,9 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from mtl.diagnostics import gradient_agreement
 from mtl.weighting import Weighting
+from mtl.weighting.gradient import term_jacobian
 
 from .devices import rng_state, set_rng_state
 from .problems.base import Problem
@@ -72,6 +74,7 @@ class Trainer:
         amp: bool = False,
         device: torch.device = torch.device("cpu"),
         log_every: int = 20,
+        gradient_diagnostics_every: int | None = None,
         progress_bar: bool = True,
         config_hash: str = "",
         callbacks: Sequence[Callable] = (),
@@ -101,6 +104,8 @@ class Trainer:
         if amp and not self.amp:
             log.info("mixed precision requested but the device is %s; running in float32", device)
         self.log_every = max(1, log_every)
+        self.gradient_diagnostics_every = gradient_diagnostics_every
+        self._writer: SummaryWriter | None = None
         self.progress_bar = progress_bar
         self.config_hash = config_hash
         self.callbacks = list(callbacks)
@@ -195,6 +200,7 @@ class Trainer:
         """Train to the end (resuming from ``last.pt`` if present); return final metrics."""
         self.resume_if_possible()
         writer = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=self.global_step or None)
+        self._writer = writer
         bar = tqdm(total=self.total_steps, initial=self.global_step, disable=not self.progress_bar, desc=self.run_dir.name, leave=False)
         try:
             while self.epoch < self.epochs and not self._stopped_early():
@@ -241,6 +247,9 @@ class Trainer:
         with self._autocast():
             terms, representation = self.problem.training_terms(progress)
         self.optimizer.zero_grad(set_to_none=True)
+        every = self.gradient_diagnostics_every
+        if every and len(terms) > 1 and self.global_step % every == 0 and self._writer is not None:
+            self._log_gradient_agreement(terms)
         weights = self.weighting.backward(
             terms,
             shared_parameters=self.shared_parameters,
@@ -254,6 +263,14 @@ class Trainer:
         self.optimizer.step()
         self.weighting.update(terms)
         return terms, weights, values
+
+    def _log_gradient_agreement(self, terms) -> None:
+        """Pairwise cosine and norm ratios of the terms' gradients on the shared parameters (extra backward)."""
+        shared = [p for p in self.shared_parameters if p.requires_grad]
+        names = list(terms)
+        jacobian = term_jacobian([terms[n] for n in names], shared)
+        for key, value in gradient_agreement(jacobian, names).items():
+            self._writer.add_scalar(f"gradients/{key}", value, self.global_step)
 
     def _method_step(self, progress: float):
         """A method that owns its update (MCD): the guard runs after, on the parameters too."""

@@ -188,6 +188,7 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
         amp=cfg.train.amp,
         device=device,
         log_every=cfg.train.log_every,
+        gradient_diagnostics_every=cfg.train.gradient_diagnostics_every,
         progress_bar=cfg.train.progress_bar,
         config_hash=config_hash(cfg),
         callbacks=callbacks,

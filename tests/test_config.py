@@ -65,3 +65,14 @@ def test_registry_errors_list_valid_choices(tmp_path, path, overrides, message):
     cfg = load_experiment(path, overrides)
     with pytest.raises(ConfigError, match=message):
         build_trainer(cfg, tmp_path)
+
+
+def test_config_hash_ignores_keys_left_at_their_default():
+    """A key added to the schema later (with a default) must not orphan earlier records."""
+    from benchmarks.config import config_hash, config_to_dict
+
+    cfg = config_to_dict(load_experiment(DA))
+    older = {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "gradient_diagnostics_every"}}
+    assert config_hash(older) == config_hash(cfg)
+    assert config_hash(load_experiment(DA, ["train.epochs=3"])) != config_hash(cfg)
+    assert config_hash(load_experiment(DA, ["train.progress_bar=false"])) == config_hash(cfg)

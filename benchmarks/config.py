@@ -27,6 +27,8 @@ class ConfigError(ValueError):
 class DataConfig:
     #: multi-task problems: the dataset name
     dataset: Optional[str] = None
+    #: multi-task problems: train only these tasks (e.g. [left] for a single-task baseline); null: all
+    tasks: Optional[List[str]] = None
     #: domain adaptation: labelled source and unlabelled target dataset names
     source: Optional[str] = None
     target: Optional[str] = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from . import registry
 from .batching import Preprocess
 from .config import ConfigError, config_hash, config_to_dict
 from .datasets import DATASETS, dataset_kind, load_dataset
-from .datasets.base import resize_dataset
+from .datasets.base import ImageSplit, resize_dataset
 from .devices import seed_everything, select_device
 from .engine import Trainer
 from .problems import DomainAdaptationProblem, MultiTaskProblem
@@ -51,6 +52,17 @@ def _load(cfg: DictConfig, key: str, kind: str):
     return dataset
 
 
+def select_tasks(dataset, names):
+    """Keep only the named tasks (single-task baselines train one head of a multi-task set)."""
+    if not names:
+        return dataset
+    unknown = sorted(set(names) - set(dataset.tasks))
+    if unknown:
+        raise ConfigError(f"data.tasks: {unknown} not in dataset '{dataset.name}'; its tasks: {', '.join(dataset.tasks)}")
+    keep = lambda split: ImageSplit(split.images, {n: split.labels[n] for n in names})  # noqa: E731
+    return replace(dataset, train=keep(dataset.train), test=keep(dataset.test), tasks={n: dataset.tasks[n] for n in names})
+
+
 def build_problem(cfg: DictConfig, device: torch.device):
     """Datasets, model and (for DA) method → a Problem on ``device``."""
     if cfg.problem == "domain_adaptation":
@@ -60,7 +72,7 @@ def build_problem(cfg: DictConfig, device: torch.device):
     else:
         if cfg.method.name != "source_only" or cfg.method.args:
             raise ConfigError("method.* applies to domain_adaptation problems only; remove it for multitask")
-        dataset = _load(cfg, "dataset", "multitask")
+        dataset = select_tasks(_load(cfg, "dataset", "multitask"), cfg.data.tasks)
         datasets = [dataset]
         tasks = dataset.tasks
     channels = cfg.data.channels or max(d.channels for d in datasets)

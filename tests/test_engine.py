@@ -183,3 +183,10 @@ def test_embedded_datasets_are_deterministic_and_domains_disjoint():
     assert source.channels == 1 and a.channels == 3
     multi = load_dataset("multidigits")
     assert set(multi.tasks) == {"left", "right"} and multi.train.images.shape[-1] == 12
+
+
+def test_single_task_baseline_trains_one_head(tmp_path, tiny_overrides):
+    record = run_experiment(load_experiment(MTL, [*tiny_overrides, "data.tasks=[left]", "train.selection_metric=val/left/accuracy", "report=[test/left/accuracy]"]), tmp_path)
+    assert "test/left/accuracy" in record["metrics"] and "test/right/accuracy" not in record["metrics"]
+    with pytest.raises(ConfigError, match="not in dataset 'multidigits'; its tasks: left, right"):
+        build_trainer(load_experiment(MTL, [*tiny_overrides, "data.tasks=[middle]"]), tmp_path / "x")

@@ -95,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def standalone_main(command: str, add_parser, argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.<module> ...``: run one subcommand without the ``mtlda`` prefix."""
+    parser = argparse.ArgumentParser(prog="mtlda")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args([command, *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.handler(args)
+    except (ConfigError, FileNotFoundError, CorruptDatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("MTLDA_LOGLEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)

@@ -717,16 +717,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.report FOLDER ...``: the report command on its own."""
-    parser = argparse.ArgumentParser(prog="mtlda")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.handler(args)
-    except (ConfigError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    """``python -m benchmarks.report ...``: the report command on its own."""
+    from .cli import standalone_main
+
+    return standalone_main("report", add_parser, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,12 +42,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ._io import atomic_torch_save
 from torch import nn
 
 from .backbones import BACKBONES
@@ -415,17 +416,4 @@ def save_backbone(backbone: nn.Module, path: str | os.PathLike, *, name: str | N
         "out_features": out if isinstance(out, int) else None,
         "state_dict": {k: v.detach().cpu() for k, v in state.items()},
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_torch_save(path, payload)

@@ -11,28 +11,35 @@ from .config import ConfigError
 from .datasets.readers import CorruptDatasetError
 
 
-def _cmd_run(args) -> int:
-    from .engine import NonFiniteLossError
-    from .suite import execute, is_suite_file, plan_single, plan_suite, summarise, write_manifest
-    from .records import atomic_write_bytes
+def add_run_options(parser: argparse.ArgumentParser, seeds_help: str, only_help: str) -> None:
+    """The options ``run`` and ``sweep`` share (after the command's own positional argument)."""
+    parser.add_argument("overrides", nargs="*", help="dotted overrides applied to every run, e.g. train.epochs=3 method.name=dann")
+    parser.add_argument("--seeds", type=int, nargs="+", help=seeds_help)
+    parser.add_argument("--output", default="runs", help="root folder for run directories (default: runs)")
+    parser.add_argument("--device", help="force a device: cpu, cuda, cuda:N, mps (default: auto)")
+    parser.add_argument("--data-root", help="folder with real datasets (default: $MTLDA_DATA)")
+    parser.add_argument("--only", nargs="+", help=only_help)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def run_overrides(args) -> list[str]:
+    """Dotted overrides from the command line, with ``--device`` and ``--data-root`` folded in."""
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"train.device={args.device}")
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
-    if is_suite_file(args.config):
-        name, runs = plan_suite(args.config, args.output, args.seeds, overrides + ["train.progress_bar=false"], args.only)
-        out_dir = Path(args.output) / name
-    else:
-        if args.only:
-            raise ConfigError("--only applies to suite files")
-        name, runs = plan_single(args.config, args.output, args.seeds, overrides)
-        out_dir = Path(args.output) / name
-    print(f"{name}: {len(runs)} run(s) → {out_dir}", flush=True)
-    write_manifest(out_dir, runs)
+    return overrides
+
+
+def execute_and_print(runs, out_dir: Path, progress: bool, footer: list[str], poll_seconds: float = 5.0) -> int:
+    """Run what has no record, write ``results.md`` atomically, print the table; 3 on a NaN/inf stop."""
+    from .engine import NonFiniteLossError
+    from .records import atomic_write_bytes
+    from .suite import execute, summarise
+
     try:
-        records = execute(runs, progress=not args.no_progress)
+        records = execute(runs, progress=progress, poll_seconds=poll_seconds)
     except NonFiniteLossError as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
@@ -40,9 +47,30 @@ def _cmd_run(args) -> int:
     atomic_write_bytes(out_dir / "results.md", (table + "\n").encode())
     print()
     print(table)
-    print(f"\nTable saved to {out_dir / 'results.md'}; per-run records: {out_dir}/*/seed*/record.json")
-    print(f"TensorBoard logs: tensorboard --logdir {out_dir}")
+    print()
+    for line in footer:
+        print(line)
     return 0
+
+
+def _cmd_run(args) -> int:
+    from .suite import is_suite_file, plan_single, plan_suite, write_manifest
+
+    overrides = run_overrides(args)
+    if is_suite_file(args.config):
+        name, runs = plan_suite(args.config, args.output, args.seeds, overrides + ["train.progress_bar=false"], args.only)
+    else:
+        if args.only:
+            raise ConfigError("--only applies to suite files")
+        name, runs = plan_single(args.config, args.output, args.seeds, overrides)
+    out_dir = Path(args.output) / name
+    print(f"{name}: {len(runs)} run(s) → {out_dir}", flush=True)
+    write_manifest(out_dir, runs)
+    footer = [
+        f"Table saved to {out_dir / 'results.md'}; per-run records: {out_dir}/*/seed*/record.json",
+        f"TensorBoard logs: tensorboard --logdir {out_dir}",
+    ]
+    return execute_and_print(runs, out_dir, not args.no_progress, footer)
 
 
 def _cmd_list(args) -> int:
@@ -74,13 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "interrupted runs resume from their last checkpoint.",
     )
     run.add_argument("config", help="experiment YAML or suite YAML (a suite has an 'experiments' list)")
-    run.add_argument("overrides", nargs="*", help="dotted overrides such as train.epochs=3 method.name=dann")
-    run.add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: the suite's, or train.seed)")
-    run.add_argument("--output", default="runs", help="root folder for run directories (default: runs)")
-    run.add_argument("--device", help="force a device: cpu, cuda, cuda:N, mps (default: auto)")
-    run.add_argument("--data-root", help="folder with real datasets (default: $MTLDA_DATA)")
-    run.add_argument("--only", nargs="+", help="run only these experiments of a suite")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_options(run, "seeds to run (default: the suite's, or train.seed)", "run only these experiments of a suite")
     run.set_defaults(handler=_cmd_run)
 
     lister = sub.add_parser("list", help="list datasets, methods, weightings, backbones and architectures")

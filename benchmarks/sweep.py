@@ -542,15 +542,11 @@ def format_selection(name: str, result: dict | None) -> str:
 
 
 def _cmd_sweep(args) -> int:
-    from .records import atomic_write_bytes
-    from .suite import execute, plan_suite, summarise, write_manifest
+    from .cli import execute_and_print, run_overrides
+    from .suite import plan_suite, write_manifest
 
-    overrides = list(args.overrides)
-    if args.device:
-        overrides.append(f"train.device={args.device}")
-    if args.data_root:
-        overrides.append(f"data.root={args.data_root}")
-    name, runs = plan_suite(args.suite, args.output, args.seeds, overrides + ["train.progress_bar=false"], args.only)
+    overrides = run_overrides(args) + ["train.progress_bar=false"]
+    name, runs = plan_suite(args.suite, args.output, args.seeds, overrides, args.only)
     out_dir = Path(args.output) / name
     if args.dry_run:
         print(f"{name}: {len(runs)} run(s) planned → {out_dir}")
@@ -560,19 +556,8 @@ def _cmd_sweep(args) -> int:
         return 0
     print(f"{name}: {len(runs)} run(s) → {out_dir}", flush=True)
     write_manifest(out_dir, runs)
-    from .engine import NonFiniteLossError
-
-    try:
-        records = execute(runs, progress=not args.no_progress, poll_seconds=args.poll)
-    except NonFiniteLossError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    table = summarise(records, runs)
-    atomic_write_bytes(out_dir / "results.md", (table + "\n").encode())
-    print()
-    print(table)
-    print(f"\nTable saved to {out_dir / 'results.md'}; full report: mtlda report {out_dir}")
-    return 0
+    footer = [f"Table saved to {out_dir / 'results.md'}; full report: mtlda report {out_dir}"]
+    return execute_and_print(runs, out_dir, not args.no_progress, footer, poll_seconds=args.poll)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -587,15 +572,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "validation metric (and the test-label oracle as an upper bound).",
     )
     p.add_argument("suite", help="suite YAML with 'sweeps' blocks and/or an 'experiments' list")
-    p.add_argument("overrides", nargs="*", help="dotted overrides applied to every run, e.g. train.epochs=3")
-    p.add_argument("--seeds", type=int, nargs="+", help="seeds to run (default: each block's or the suite's)")
-    p.add_argument("--output", default="runs", help="root folder for run directories (default: runs)")
-    p.add_argument("--device", help="force a device: cpu, cuda, cuda:N, mps (default: auto)")
-    p.add_argument("--data-root", help="folder with real datasets (default: $MTLDA_DATA)")
-    p.add_argument("--only", nargs="+", help="run only experiments matching these names or globs (e.g. 'ablation/*')")
+    from .cli import add_run_options
+
+    add_run_options(
+        p,
+        "seeds to run (default: each block's or the suite's)",
+        "run only experiments matching these names or globs (e.g. 'ablation/*')",
+    )
     p.add_argument("--dry-run", action="store_true", help="list the planned runs and their overrides; train nothing")
     p.add_argument("--poll", type=float, default=5.0, help="seconds between checks on runs locked by another runner (default: 5)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_sweep)
     return p
 

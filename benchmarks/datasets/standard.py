@@ -69,59 +69,37 @@ def _digit_dataset(name: str, task: str, train, test, description: str) -> Image
     return ImageDataset(name, make(train), make(test), {task: ClassificationTask(task, num_classes=10)}, description)
 
 
-def mnist(root, data_seed=0, download=False):
-    root = require_root(root, "mnist")
-    if download:
-        _download("mnist", root)
-    return _digit_dataset("mnist", "digit", readers.load_mnist(root, True), readers.load_mnist(root, False), "MNIST 28×28 grey")
+def _single_domain(name: str, task: str, read_split, description: str, needs_root: bool = True):
+    """A registry loader for a dataset with official train/test files: ``read_split(root, train)``."""
+
+    def load(root, data_seed=0, download=False):
+        if needs_root:
+            root = require_root(root, name)
+        if download:
+            _download(name, require_root(root, name))
+        return _digit_dataset(name, task, read_split(root, True), read_split(root, False), description)
+
+    load.__name__ = name.replace("-", "_")
+    load.__doc__ = f"{description} (official train/test split)."
+    return load
 
 
-def fashion_mnist(root, data_seed=0, download=False):
-    # Debian's package directory is also searched, so no root is needed there
-    if download:
-        _download("fashion-mnist", require_root(root, "fashion-mnist"))
-    return _digit_dataset(
-        "fashion-mnist", "item", readers.load_fashion_mnist(root, True), readers.load_fashion_mnist(root, False),
-        "Fashion-MNIST 28×28 grey",
-    )
-
-
-def usps(root, data_seed=0, download=False):
-    root = require_root(root, "usps")
-    if download:
-        _download("usps", root)
-    return _digit_dataset(
-        "usps", "digit", readers.load_usps(root, True, "libsvm"), readers.load_usps(root, False, "libsvm"),
-        "USPS 16×16 grey, LIBSVM files (torchvision)",
-    )
-
-
-def usps_esl(root, data_seed=0, download=False):
-    root = require_root(root, "usps-esl")
-    if download:
-        _download("usps-esl", root)
-    return _digit_dataset(
-        "usps-esl", "digit", readers.load_usps(root, True, "esl"), readers.load_usps(root, False, "esl"),
-        "USPS 16×16 grey, ESL text files",
-    )
-
-
-def mnist_m(root, data_seed=0, download=False):
-    root = require_root(root, "mnist-m")
-    if download:
-        _download("mnist-m", root)
-    return _digit_dataset(
-        "mnist-m", "digit", readers.load_mnist_m(root, True), readers.load_mnist_m(root, False), "MNIST-M 32×32 RGB"
-    )
-
-
-def svhn(root, data_seed=0, download=False):
-    root = require_root(root, "svhn")
-    if download:
-        _download("svhn", root)
-    return _digit_dataset(
-        "svhn", "digit", readers.load_svhn(root, "train"), readers.load_svhn(root, "test"), "SVHN 32×32 RGB"
-    )
+mnist = _single_domain("mnist", "digit", readers.load_mnist, "MNIST 28×28 grey")
+# Debian's package directory is also searched, so Fashion-MNIST needs no root there
+fashion_mnist = _single_domain(
+    "fashion-mnist", "item", readers.load_fashion_mnist, "Fashion-MNIST 28×28 grey", needs_root=False
+)
+usps = _single_domain(
+    "usps", "digit", lambda root, train: readers.load_usps(root, train, "libsvm"),
+    "USPS 16×16 grey, LIBSVM files (torchvision)",
+)
+usps_esl = _single_domain(
+    "usps-esl", "digit", lambda root, train: readers.load_usps(root, train, "esl"), "USPS 16×16 grey, ESL text files"
+)
+mnist_m = _single_domain("mnist-m", "digit", readers.load_mnist_m, "MNIST-M 32×32 RGB")
+svhn = _single_domain(
+    "svhn", "digit", lambda root, train: readers.load_svhn(root, "train" if train else "test"), "SVHN 32×32 RGB"
+)
 
 
 def _multi(name: str, first, second, root, data_seed: int, download: bool) -> ImageDataset:

@@ -60,6 +60,36 @@ class Problem(nn.Module):
 
 
 @torch.no_grad()
+def collect_outputs(
+    model, split, preprocess: Preprocess, batch_size: int, device, workers: int = 0, with_features: bool = False
+) -> tuple[dict[str, Tensor], Tensor | None, dict[str, Tensor]]:
+    """One in-order pass in eval mode → (outputs per head, features or None, labels per task), on the device.
+
+    Only the labels the split carries come back, so a split stripped of its
+    labels yields none.  The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    outputs: dict[str, list[Tensor]] = {}
+    labels: dict[str, list[Tensor]] = {}
+    features: list[Tensor] = []
+    try:
+        for images, batch_labels in iterate_in_order(split, batch_size, device, workers):
+            if with_features:
+                predictions, batch_features = model(preprocess(images), return_features=True)
+                features.append(batch_features.float().flatten(1))
+            else:
+                predictions = model(preprocess(images))
+            for name, value in predictions.items():
+                outputs.setdefault(name, []).append(value.float())
+            for name, value in batch_labels.items():
+                labels.setdefault(name, []).append(value)
+    finally:
+        model.train(was_training)
+    cat = lambda parts: {name: torch.cat(chunks) for name, chunks in parts.items()}  # noqa: E731
+    return cat(outputs), (torch.cat(features) if with_features else None), cat(labels)
+
+
 def evaluate_tasks(
     model: MultiTaskModel,
     split: ImageSplit,
@@ -71,22 +101,11 @@ def evaluate_tasks(
     workers: int = 0,
 ) -> dict[str, float]:
     """``{prefix}/{task}/{metric}`` for every task, plus ``{prefix}/mean/{metric}`` for metrics all tasks share."""
-    was_training = model.training
-    model.eval()
-    outputs = {name: [] for name in tasks}
-    targets = {name: [] for name in tasks}
-    try:
-        for images, labels in iterate_in_order(split, batch_size, device, workers):
-            predictions = model(preprocess(images))
-            for name in tasks:
-                outputs[name].append(predictions[name].float())
-                targets[name].append(labels[name])
-    finally:
-        model.train(was_training)
+    outputs, _, targets = collect_outputs(model, split, preprocess, batch_size, device, workers)
     metrics: dict[str, float] = {}
     per_task = {}
     for name, task in tasks.items():
-        per_task[name] = task.metrics(torch.cat(outputs[name]), torch.cat(targets[name]))
+        per_task[name] = task.metrics(outputs[name], targets[name])
         for metric, value in per_task[name].items():
             metrics[f"{prefix}/{name}/{metric}"] = value
     if len(tasks) > 1:

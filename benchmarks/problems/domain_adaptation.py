@@ -32,10 +32,10 @@ from adapt.validators import (
 )
 from mtl.model import MultiTaskModel
 
-from ..batching import Preprocess, iterate_in_order, make_batcher
+from ..batching import Preprocess, make_batcher
 from ..config import ConfigError, TrainConfig
 from ..datasets.base import ImageDataset, ImageSplit, split_train_val
-from .base import Problem, evaluate_tasks
+from .base import Problem, collect_outputs, evaluate_tasks
 
 ORACLE_PREFIX = "val/oracle/"
 VALIDATOR_PREFIX = "val/validator/"
@@ -212,7 +212,6 @@ class DomainAdaptationProblem(Problem):
         with self.target_statistics():
             return evaluate_tasks(self.model, self.target_test, *args, prefix="test/target", workers=self.workers)
 
-    @torch.no_grad()
     def forward_split(self, split, labelled: bool):
         """One in-order pass in eval mode → (logits of the task, features, labels or None), on the device.
 
@@ -221,19 +220,10 @@ class DomainAdaptationProblem(Problem):
         (task_name,) = self.tasks
         if not labelled and isinstance(split, ImageSplit):
             split = ImageSplit(split.images, {})
-        was_training = self.model.training
-        self.model.eval()
-        logits, features, labels = [], [], []
-        try:
-            for images, batch_labels in iterate_in_order(split, self.eval_batch_size, self.device, self.workers):
-                outputs, batch_features = self.model(self.preprocess(images), return_features=True)
-                logits.append(outputs[task_name].float())
-                features.append(batch_features.float().flatten(1))
-                if labelled:
-                    labels.append(batch_labels[task_name])
-        finally:
-            self.model.train(was_training)
-        return torch.cat(logits), torch.cat(features), (torch.cat(labels) if labelled else None)
+        outputs, features, labels = collect_outputs(
+            self.model, split, self.preprocess, self.eval_batch_size, self.device, self.workers, with_features=True
+        )
+        return outputs[task_name], features, (labels[task_name] if labelled else None)
 
     def _evaluate_with_validators(self) -> dict[str, float]:
         (task_name,) = self.tasks

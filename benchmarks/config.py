@@ -8,6 +8,7 @@ against the constructor's signature by the registry.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -49,12 +50,33 @@ class DataConfig:
     #: DataLoader worker processes for image-folder datasets (in-memory datasets need none)
     workers: int = 4
     val_fraction: float = 0.1
+    #: keep only this many labelled training images per class (seeded by data_seed; the
+    #: transfer-learning "few labels" setting; for domain adaptation it applies to the source).
+    #: The validation split is then carved from these. null: all labels
+    labels_per_class: Optional[int] = None
+
+
+@dataclass
+class BackboneConfig:
+    #: a backbone of `mtlda list` (lenet, small_convnet, …), a torchvision model name
+    #: (resnet50, efficientnet_b0, convnext_tiny, vit_b_16, …) or timm:<name>
+    backbone: str = MISSING
+    args: Dict[str, Any] = field(default_factory=dict)
+    #: null (random init) | torchvision weights ("DEFAULT", "IMAGENET1K_V2") | a checkpoint path
+    weights: Optional[str] = None
 
 
 @dataclass
 class ModelConfig:
+    #: a backbone of `mtlda list`, a torchvision classification model name or timm:<name>
     backbone: str = "small_convnet"
     args: Dict[str, Any] = field(default_factory=dict)
+    #: null (random init) | torchvision weights ("DEFAULT", "IMAGENET1K_V2") | the path of a
+    #: checkpoint (a torchvision .pth, or a backbone.pt written by train.save_backbone)
+    weights: Optional[str] = None
+    #: model stacking: more backbones run on the same image; their features are concatenated
+    #: with model.backbone's and the heads read the concatenation
+    stack: List[BackboneConfig] = field(default_factory=list)
     #: hps | mmoe | cross_stitch | mtan (benchmarks.registry.ARCHITECTURES, mtl/architectures)
     architecture: str = "hps"
     #: the architecture's own constructor arguments (e.g. num_experts for mmoe)
@@ -84,6 +106,23 @@ class OptimConfig:
     lr_schedule: str = "constant"
     #: learning rate of the weighting's own parameters (uncertainty log-variances); default: lr
     weighting_lr: Optional[float] = None
+
+
+@dataclass
+class PhaseConfig:
+    """One fine-tuning phase (see benchmarks/phases.py)."""
+
+    epochs: int = MISSING
+    #: backbone blocks (counted from the top) that train at the start of the phase:
+    #: 0 = feature extraction (frozen backbone, heads only), -1 = all blocks, k = the top k
+    train_blocks: int = -1
+    #: gradual unfreezing: one more block every this many epochs of the phase (null: no)
+    unfreeze_every: Optional[int] = None
+    #: this phase's learning rate as a multiple of optim.lr
+    lr_scale: float = 1.0
+    #: discriminative learning rates: backbone block d from the top trains at
+    #: lr × layer_decay^d (heads and method networks at lr); null: one learning rate
+    layer_decay: Optional[float] = None
 
 
 @dataclass
@@ -119,6 +158,12 @@ class TrainConfig:
     validator_samples: int = 2000
     #: allow selection_metric val/oracle/* (target labels select the checkpoint: an explicit oracle run)
     oracle_selection: bool = False
+    #: fine-tuning phases, run in order; their epochs must add up to train.epochs (empty: one
+    #: phase training everything at optim.lr)
+    phases: List[PhaseConfig] = field(default_factory=list)
+    #: at the end, write the reported model's backbone to <run dir>/backbone.pt (for transfer
+    #: with model.weights=<that path>)
+    save_backbone: bool = False
 
 
 @dataclass
@@ -135,6 +180,9 @@ class ExperimentConfig:
     #: metrics shown in result tables, e.g. ["test/target/digit/accuracy"]
     report: List[str] = field(default_factory=list)
 
+
+#: structured list entries, for error messages (OmegaConf reports their keys without a path)
+_LIST_ENTRIES = {PhaseConfig: "train.phases", BackboneConfig: "model.stack"}
 
 PROBLEMS = ("domain_adaptation", "multitask")
 CHOICES = {
@@ -159,6 +207,11 @@ def _explain(error: OmegaConfBaseException, schema, source: str) -> ConfigError:
         parent = key.rsplit(".", 1)[0] if "." in key else ""
         valid = _valid_keys(schema, parent)
         where = f"under '{parent}'" if parent else "at the top level"
+        entry = _LIST_ENTRIES.get(getattr(error, "object_type", None))
+        if not parent and entry is not None:
+            # inside a list of structured entries OmegaConf reports the bare key
+            valid = sorted(f.name for f in dataclasses.fields(getattr(error, "object_type")))
+            where = f"in an entry of '{entry}'"
         return ConfigError(f"{source}: unknown config key '{key}'. Valid keys {where}: {', '.join(valid)}")
     if isinstance(error, ValidationError):
         msg = str(error).splitlines()[0]

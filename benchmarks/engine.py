@@ -79,6 +79,7 @@ class Trainer:
         config_hash: str = "",
         callbacks: Sequence[Callable] = (),
         hparams: dict | None = None,
+        phase_plan=None,
     ):
         if epochs < 1:
             raise ValueError("epochs must be at least 1")
@@ -93,6 +94,11 @@ class Trainer:
         self.lr_schedule = lr_schedule
         lr_factor(lr_schedule, 0.0)  # validate early
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        #: fine-tuning phases (benchmarks.phases.PhasePlan): trainable blocks and lr multipliers per epoch
+        self.phase_plan = phase_plan
+        if phase_plan is not None and phase_plan.total_epochs != epochs:
+            raise ValueError(f"the phases cover {phase_plan.total_epochs} epochs, not epochs={epochs}")
+        self.lr_multipliers = [1.0] * len(optimizer.param_groups)
         self.selection_metric = selection_metric
         if selection_mode not in ("max", "min"):
             raise ValueError("selection_mode must be 'max' or 'min'")
@@ -178,8 +184,8 @@ class Trainer:
 
     def _set_lr(self, progress: float) -> float:
         factor = lr_factor(self.lr_schedule, progress)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * factor
+        for group, base, multiplier in zip(self.optimizer.param_groups, self.base_lrs, self.lr_multipliers):
+            group["lr"] = base * factor * multiplier
         return self.optimizer.param_groups[0]["lr"]
 
     def _autocast(self):
@@ -215,7 +221,17 @@ class Trainer:
     def _stopped_early(self) -> bool:
         return self.patience is not None and self.bad_epochs >= self.patience
 
+    def _enter_phase(self, writer: SummaryWriter) -> None:
+        """Apply the phase plan for the epoch about to run (idempotent, so resuming is exact)."""
+        trainable = self.phase_plan.apply(self.epoch)
+        self.lr_multipliers = self.phase_plan.lr_multipliers(self.epoch, self.optimizer.param_groups)
+        index, _, _ = self.phase_plan.locate(self.epoch)
+        writer.add_scalar("phase/index", index, self.global_step)
+        writer.add_scalar("phase/trainable_blocks", trainable, self.global_step)
+
     def _train_epoch(self, writer: SummaryWriter, bar) -> None:
+        if self.phase_plan is not None:
+            self._enter_phase(writer)
         self.problem.train()
         started = time.perf_counter()
         sums: dict[str, torch.Tensor] = {}

@@ -15,6 +15,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from mtl.pretrained import CheckpointMismatchError, pretrained_backbone, save_backbone, supported_backbones
+from mtl.stacking import ConcatBackbones
+
 from . import registry
 from .batching import Preprocess
 from .config import ConfigError, config_hash, config_to_dict
@@ -22,6 +25,7 @@ from .datasets import DATASETS, dataset_kind, load_dataset
 from .datasets.base import ImageSplit, resize_dataset
 from .devices import seed_everything, select_device
 from .engine import Trainer
+from .phases import PhasePlan
 from .problems import DomainAdaptationProblem, MultiTaskProblem
 from .problems.domain_adaptation import check_selection_metric
 from .records import atomic_write_json, git_commit, hardware, package_versions
@@ -44,11 +48,14 @@ def _load(cfg: DictConfig, key: str, kind: str):
         raise ConfigError(
             f"data.{key}: unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}, imagefolder:<domain>"
         )
-    if found != kind:
+    # a multi-task problem also accepts a single-domain dataset: one task, plain supervised training
+    if found != kind and not (key == "dataset" and found == "domain"):
         raise ConfigError(f"data.{key}: dataset {name!r} is a {found} dataset, not a {kind} dataset")
     dataset = load_dataset(name, data_root(cfg), cfg.data.data_seed, cfg.data.download, cfg.data.image_size)
     if cfg.data.image_size and dataset.image_size != cfg.data.image_size:
         dataset = resize_dataset(dataset, cfg.data.image_size)
+    if cfg.data.labels_per_class is not None and key in ("source", "dataset"):
+        dataset = replace(dataset, train=labelled_subset(dataset, cfg.data.labels_per_class, cfg.data.data_seed))
     return dataset
 
 
@@ -86,10 +93,10 @@ def build_problem(cfg: DictConfig, device: torch.device):
     image_size = sizes.pop()
 
     def make_backbone():  # called once per copy the architecture needs (experts, columns)
-        return registry.build(
-            registry.BACKBONE_ENTRIES, "backbone", cfg.model.backbone, cfg.model.args,
-            {"in_channels": channels, "image_size": image_size},
-        )
+        specs = [(cfg.model.backbone, cfg.model.args, cfg.model.weights, "model")]
+        specs += [(s.backbone, s.args, s.weights, f"model.stack[{i}]") for i, s in enumerate(cfg.model.stack)]
+        members = [build_backbone(*spec, channels=channels, image_size=image_size) for spec in specs]
+        return members[0] if len(members) == 1 else ConcatBackbones(members)
 
     if cfg.problem == "domain_adaptation" and cfg.model.architecture != "hps":
         raise ConfigError(
@@ -137,8 +144,70 @@ def build_problem(cfg: DictConfig, device: torch.device):
     return problem.to(device)
 
 
-def build_optimizer(cfg: DictConfig, problem, weighting) -> torch.optim.Optimizer:
-    groups = [{"params": [p for p in problem.parameters() if p.requires_grad]}]
+def build_backbone(name: str, args, weights: str | None, where: str, *, channels: int, image_size: int):
+    """One backbone: a registry network (optionally from a checkpoint), or a torchvision/timm
+    classification network without its classifier (``mtl.pretrained_backbone``)."""
+    args = dict(args or {})
+    if name in registry.BACKBONE_ENTRIES and weights is None:
+        backbone = registry.build(registry.BACKBONE_ENTRIES, "backbone", name, args,
+                                  {"in_channels": channels, "image_size": image_size})
+        backbone.backbone_spec = {"name": name, "kwargs": {**args, "in_channels": channels, "image_size": image_size}}
+        return backbone
+    if name in registry.BACKBONE_ENTRIES:
+        registry.build(registry.BACKBONE_ENTRIES, "backbone", name, args, {"in_channels": channels, "image_size": image_size})
+        args.update(in_channels=channels, image_size=image_size)
+    elif not name.startswith("timm:") and name not in supported_backbones():
+        raise ConfigError(
+            f"{where}.backbone: unknown backbone {name!r}; choose one of {', '.join(sorted(registry.BACKBONE_ENTRIES))}, "
+            f"a torchvision classification model (resnet18, resnet50, mobilenet_v3_large, efficientnet_b0, convnext_tiny, "
+            "vit_b_16, …: see mtl.pretrained.supported_backbones()) or timm:<name>"
+        )
+    elif channels != 3:
+        raise ConfigError(f"{where}.backbone={name!r} reads 3-channel images but the data has {channels}; set data.channels=3")
+    if weights is not None and _is_local_path(weights) and not Path(weights).is_file():
+        raise ConfigError(f"{where}.weights: checkpoint file not found: {weights}")
+    try:
+        return pretrained_backbone(name, weights=weights, **args)
+    except CheckpointMismatchError as error:
+        raise ConfigError(f"{where}.weights={weights!r} does not fit backbone {name!r}: {error}") from error
+    except (ValueError, TypeError, KeyError) as error:
+        raise ConfigError(f"{where}: cannot build backbone {name!r} with weights={weights!r}: {error}") from error
+
+
+def _is_local_path(weights: str) -> bool:
+    return os.sep in weights or weights.endswith((".pt", ".pth", ".ckpt", ".bin", ".tar"))
+
+
+def labelled_subset(dataset, per_class: int, data_seed: int) -> ImageSplit:
+    """``per_class`` training images of each class (a seeded draw; order mixed), for the few-labels setting."""
+    if len(dataset.tasks) != 1:
+        raise ConfigError(
+            f"data.labels_per_class needs a single-task dataset; {dataset.name!r} has tasks {', '.join(dataset.tasks)}"
+        )
+    if per_class < 1:
+        raise ConfigError(f"data.labels_per_class must be at least 1 (or null for all labels), not {per_class}")
+    task = next(iter(dataset.tasks))
+    labels = dataset.train.labels[task]
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(data_seed + 7919))
+    keep = []
+    for c in labels.unique().tolist():
+        chosen = order[labels[order] == c][:per_class]
+        if len(chosen) < per_class:
+            raise ConfigError(
+                f"data.labels_per_class={per_class}: class {c} of {dataset.name!r} has only {len(chosen)} training images"
+            )
+        keep.append(chosen)
+    index = torch.cat(keep)
+    index = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(data_seed + 7920))]
+    return ImageSplit(dataset.train.images[index], {task: labels[index]})
+
+
+def build_optimizer(cfg: DictConfig, problem, weighting, phase_plan: PhasePlan | None = None) -> torch.optim.Optimizer:
+    if phase_plan is None:
+        groups = [{"params": [p for p in problem.parameters() if p.requires_grad]}]
+    else:  # every parameter from the start: the phases switch requires_grad, not the optimiser
+        in_backbone = {id(p) for p in phase_plan.backbone.parameters()}
+        groups = phase_plan.param_groups([p for p in problem.parameters() if id(p) not in in_backbone])
     weighting_params = [p for p in weighting.parameters() if p.requires_grad]
     if weighting_params:
         groups.append({"params": weighting_params, "lr": cfg.optim.weighting_lr or cfg.optim.lr, "weight_decay": 0.0})
@@ -168,6 +237,23 @@ def _hparams(cfg: DictConfig) -> dict:
     return flat
 
 
+def build_phase_plan(cfg: DictConfig, problem) -> PhasePlan | None:
+    if not cfg.train.phases:
+        return None
+    backbone = getattr(problem.model, "backbone", None)
+    if backbone is None or cfg.model.architecture != "hps":
+        raise ConfigError(
+            f"train.phases needs one shared backbone (model.architecture=hps), not {cfg.model.architecture!r}"
+        )
+    plan = PhasePlan(backbone, [dict(p) for p in cfg.train.phases])
+    if plan.total_epochs != cfg.train.epochs:
+        raise ConfigError(
+            f"train.phases cover {plan.total_epochs} epochs but train.epochs={cfg.train.epochs}; "
+            f"set train.epochs={plan.total_epochs}"
+        )
+    return plan
+
+
 def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer:
     check_selection_metric(cfg.train.selection_metric, cfg.train.oracle_selection)
     if cfg.train.threads:
@@ -184,7 +270,8 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
             f"method '{cfg.method.name}' performs its own multi-step update, so weighting.name must be 'equal' "
             f"(got '{cfg.weighting.name}')"
         )
-    optimizer = build_optimizer(cfg, problem, weighting)
+    phase_plan = build_phase_plan(cfg, problem)
+    optimizer = build_optimizer(cfg, problem, weighting, phase_plan)
     return Trainer(
         problem,
         weighting,
@@ -205,7 +292,25 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
         config_hash=config_hash(cfg),
         callbacks=callbacks,
         hparams=_hparams(cfg),
+        phase_plan=phase_plan,
     )
+
+
+BACKBONE_FILE = "backbone.pt"
+
+
+def check_backbone_export(cfg: DictConfig) -> None:
+    if not cfg.train.save_backbone:
+        return
+    if cfg.model.stack or cfg.model.architecture != "hps":
+        raise ConfigError("train.save_backbone saves one backbone: use model.architecture=hps without model.stack")
+
+
+def save_trained_backbone(cfg: DictConfig, backbone, run_dir: Path) -> str:
+    """Write ``backbone`` to ``<run_dir>/backbone.pt`` so ``model.weights=<that path>`` loads it."""
+    spec = backbone.backbone_spec  # set by build_backbone / pretrained_backbone: how to rebuild it
+    save_backbone(backbone, run_dir / BACKBONE_FILE, name=spec["name"], kwargs=spec["kwargs"])
+    return BACKBONE_FILE
 
 
 def run_experiment(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> dict:
@@ -213,8 +318,11 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> dict:
     run_dir = Path(run_dir)
     started = datetime.now(timezone.utc)
     wall = time.perf_counter()
+    check_backbone_export(cfg)
     trainer = build_trainer(cfg, run_dir, callbacks)
     result = trainer.fit()
+    if cfg.train.save_backbone:  # the reported (selected) weights: fit() loaded them for the test evaluation
+        result["backbone_path"] = save_trained_backbone(cfg, trainer.problem.model.backbone, run_dir)
     record = {
         "name": cfg.name,
         "config": config_to_dict(cfg),

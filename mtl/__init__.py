@@ -20,6 +20,7 @@ from .finetune import (
     unfreeze_top,
 )
 from .model import MultiTaskModel
+from .stacking import ConcatBackbones
 from .pretrained import (
     CheckpointMismatchError,
     load_backbone_state,
@@ -45,6 +46,7 @@ from .weighting import (
 )
 
 __all__ = [
+    "ConcatBackbones",
     "CheckpointMismatchError",
     "load_backbone_state",
     "pretrained_backbone",

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .backbones import DANNDigitNet, DANNSVHNNet, LeNet, MultiLeNet, SmallConvNet
+from .stacking import ConcatBackbones
 
 __all__ = [
     "BlockGroup",
@@ -246,7 +247,9 @@ def named_blocks(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
       encoder layer (the final LayerNorm joins the last);
     * the backbones of :mod:`mtl.backbones` and any ``nn.Sequential``: one block
       per Conv/Linear layer with the norm, activation, pooling and dropout layers
-      that follow it.
+      that follow it;
+    * :class:`~mtl.stacking.ConcatBackbones`: the members' blocks aligned at the
+      top (block ``d`` from the top holds each member's ``d``-th block from the top).
 
     A remaining classifier with parameters becomes the top block; blocks with no
     parameters are left out.  A :class:`~mtl.MultiTaskModel` is split by its
@@ -255,6 +258,8 @@ def named_blocks(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
     """
     if hasattr(backbone, "backbone") and hasattr(backbone, "heads"):
         backbone = backbone.backbone
+    if isinstance(backbone, ConcatBackbones):
+        return _stacked_blocks(backbone)
     found = _torchvision_blocks(backbone)
     if found is None:
         if isinstance(backbone, (LeNet, MultiLeNet, SmallConvNet, DANNDigitNet, DANNSVHNNet)):
@@ -272,6 +277,20 @@ def named_blocks(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
     found = [(n, b) for n, b in found if _owns_params(b)]
     _check_cover(backbone, [b for _, b in found])
     return found
+
+
+def _stacked_blocks(stack: ConcatBackbones) -> list[tuple[str, nn.Module]]:
+    """Blocks of a stack aligned at the top: block ``d`` from the top groups every
+    member's ``d``-th block from the top, so "the top k blocks" means the top k of each member."""
+    per_member = [named_blocks(member) for member in stack.members]
+    depth = max(len(parts) for parts in per_member)
+    out = []
+    for d in range(depth, 0, -1):
+        level = {f"members.{i}.{parts[-d][0]}": parts[-d][1] for i, parts in enumerate(per_member) if len(parts) >= d}
+        name = "+".join(level)
+        out.append((name, next(iter(level.values())) if len(level) == 1 else BlockGroup(level)))
+    _check_cover(stack, [b for _, b in out])
+    return out
 
 
 def blocks(backbone: nn.Module) -> list[nn.Module]:

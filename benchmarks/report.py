@@ -12,7 +12,15 @@ rows they describe, with their citations.  Sweeps with a selection rule (from
 ``<suite>/sweeps.json``) get the configuration chosen on validation data and
 the test-label oracle as an upper bound.
 
-``mtlda report FOLDER [--format md|csv|latex] [--error std|sem|ci95] [--plots DIR] [--references FILE]``
+Multi-task rows can get a Δm column (``--delta-m NAME ...``): the mean over
+the reported task metrics of the relative improvement over single-task
+baselines, :func:`mtl.metrics.delta_m` (percent, higher is better).  NAME
+is a baseline experiment's label, looked up beside each row (see
+:func:`baseline_rows`), so one folder can hold several datasets, each with
+its own baselines.  Every report ends with the hardware and training budget
+the records say each row's figures came from.
+
+``mtlda report FOLDER [--format md|csv|latex] [--error std|sem|ci95] [--plots DIR] [--references FILE] [--delta-m NAME ...]``
 """
 from __future__ import annotations
 
@@ -46,13 +54,17 @@ class Row:
     label: str
     records: list[dict]
     config: dict = field(default_factory=dict)
+    #: columns computed from other columns (Δm): column → seed → value, already in %
+    derived: dict[str, dict[int, float]] = field(default_factory=dict)
 
     @property
     def seeds(self) -> list[int]:
         return sorted(r["seed"] for r in self.records)
 
     def values(self, metric: str) -> dict[int, float]:
-        """seed → value in % (accuracies are stored as fractions)."""
+        """seed → value in % (accuracies are stored as fractions; derived columns are in % already)."""
+        if metric in self.derived:
+            return dict(self.derived[metric])
         return {r["seed"]: 100.0 * float(r["metrics"][metric]) for r in self.records if metric in r["metrics"]}
 
 
@@ -196,6 +208,84 @@ def load_references(path: str | Path | None) -> list[Reference]:
     return out
 
 
+# --------------------------------------------------------------------------- Δm against single-task baselines
+
+DELTA_M = "Δm"
+
+
+def baseline_rows(row: Row, names: list[str], by_label: dict[str, Row]) -> list[Row]:
+    """The baseline rows that serve ``row``: for each name, the row labelled ``P/name``
+    with ``P`` the longest leading part of ``row``'s label (whole path components,
+    possibly none) for which such a row exists.
+
+    So with ``--delta-m single/left single/right``, ``multimnist/mtl/equal`` is
+    compared with ``multimnist/single/left`` and ``multimnist/single/right``,
+    and ``mtl/equal`` with ``single/left`` and ``single/right``.
+    """
+    parts = row.label.split("/")
+    found = []
+    for name in names:
+        for cut in range(len(parts) - 1, -1, -1):
+            candidate = by_label.get("/".join([*parts[:cut], name]))
+            if candidate is not None:
+                found.append(candidate)
+                break
+    return found
+
+
+def add_delta_m(rows: list[Row], names: list[str]) -> dict[str, str]:
+    """Set ``row.derived[DELTA_M]`` (seed → Δm %) on every row that has baselines for all its metrics.
+
+    Each seed's task metrics are compared with the baselines' means over their
+    seeds, so the mean over seeds equals Δm of the mean metrics, and the
+    spread is the row's own seed-to-seed spread.  The task metrics are the
+    row's reported columns; each must come from exactly one baseline (the
+    single-task run of that task).  Returns ``label → why`` for the rows
+    that get no Δm (baselines themselves, or a baseline not run yet).
+    """
+    from mtl.metrics import delta_m
+
+    by_label = {r.label: r for r in rows}
+    unknown = [n for n in names if not any(label == n or label.endswith("/" + n) for label in by_label)]
+    if unknown:
+        raise ConfigError(
+            f"Δm baseline(s) {', '.join(unknown)} match no experiment in the report; "
+            f"experiments: {', '.join(sorted(by_label))}"
+        )
+    skipped: dict[str, str] = {}
+    for row in rows:
+        baselines = baseline_rows(row, names, by_label)
+        if row in baselines:
+            skipped[row.label] = "baseline"
+            continue
+        metrics = metric_columns(row)
+        reference: dict[str, float] = {}
+        source: dict[str, str] = {}
+        for base in baselines:
+            for metric in metrics:
+                values = base.values(metric)
+                if not values:
+                    continue
+                if metric in reference:
+                    raise ConfigError(
+                        f"Δm for '{row.label}': both '{source[metric]}' and '{base.label}' report {metric}; "
+                        "give one baseline per task"
+                    )
+                reference[metric] = sum(values.values()) / len(values)
+                source[metric] = base.label
+        missing = [m for m in metrics if m not in reference]
+        if missing:
+            skipped[row.label] = f"no baseline reports {', '.join(missing)}"
+            continue
+        per_seed = [row.values(m) for m in metrics]
+        seeds = sorted(set.intersection(*(set(v) for v in per_seed)))
+        higher = {m: not lower_is_better(m) for m in metrics}
+        row.derived[DELTA_M] = {
+            seed: delta_m({m: v[seed] for m, v in zip(metrics, per_seed)}, reference, higher) for seed in seeds
+        }
+    return skipped
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -217,17 +307,30 @@ class Table:
     cells: dict[tuple[str, str], Cell]
     references: dict[tuple[str, str], Reference]
     error: str
+    #: rows without a Δm value, and why ("baseline", or the missing baseline metrics)
+    delta_m_notes: dict[str, str] = field(default_factory=dict)
+    #: the baseline names Δm was asked for (empty: no Δm column)
+    delta_m_baselines: tuple[str, ...] = ()
 
 
-def build_tables(rows: list[Row], error: str = "std", references: list[Reference] | None = None) -> list[Table]:
-    """One table per set of reported metrics, with best-per-column and significance marks."""
+def build_tables(
+    rows: list[Row], error: str = "std", references: list[Reference] | None = None, delta_m: list[str] | None = None
+) -> list[Table]:
+    """One table per set of reported metrics, with best-per-column and significance marks.
+
+    With ``delta_m`` (baseline experiment names, see :func:`add_delta_m`) the
+    tables get a Δm column, marked best and tested like the metric columns.
+    """
     if error not in ERRORS:
         raise ConfigError(f"unknown error measure {error!r}; choose one of {', '.join(ERRORS)}")
+    notes = add_delta_m(rows, list(delta_m)) if delta_m else {}
     grouped: dict[tuple[str, ...], list[Row]] = {}
     for row in rows:
         grouped.setdefault(metric_columns(row), []).append(row)
     tables = []
     for metrics, members in grouped.items():
+        if delta_m and any(DELTA_M in r.derived or r.label in notes for r in members):
+            metrics = (*metrics, DELTA_M)
         cells: dict[tuple[str, str], Cell] = {}
         for row in members:
             for metric in metrics:
@@ -253,7 +356,8 @@ def build_tables(rows: list[Row], error: str = "std", references: list[Reference
                 for row in members:
                     if ref.applies_to(row):
                         refs.setdefault((row.label, ref.column), ref)
-        tables.append(Table(metrics, members, cells, refs, error))
+        table_notes = {r.label: notes[r.label] for r in members if r.label in notes} if DELTA_M in metrics else {}
+        tables.append(Table(metrics, members, cells, refs, error, table_notes, tuple(delta_m or ()) if DELTA_M in metrics else ()))
     return tables
 
 
@@ -264,6 +368,13 @@ def _fmt(cell: Cell | None, digits: int = 1) -> str:
         return f"{cell.mean:.{digits}f}"
     return f"{cell.mean:.{digits}f} ± {cell.error:.{digits}f}"
 
+
+DELTA_M_TEXT = (
+    "Δm: mean over the task columns of the relative change (%) from the single-task baseline(s) {names} "
+    "found beside each row (mtl.metrics.delta_m; higher is better, Maninis et al. 2019, the LibMTL "
+    "convention; Nash-MTL's Δm% is its negation). Each seed is compared with the baselines' mean over "
+    "seeds; mean ± {error} over seeds."
+)
 
 ERROR_TEXT = {
     "std": "sample standard deviation",
@@ -302,6 +413,8 @@ def to_markdown(tables: list[Table]) -> str:
             for m in table.metrics:
                 cell = table.cells.get((row.label, m))
                 text = _fmt(cell)
+                if m == DELTA_M and cell is None and table.delta_m_notes.get(row.label) == "baseline":
+                    text = "baseline"
                 if cell is not None and cell.best:
                     text = f"**{text}**"
                 if cell is not None and cell.significant:
@@ -317,13 +430,92 @@ def to_markdown(tables: list[Table]) -> str:
         f"Accuracies in %, mean ± {ERROR_TEXT[error]} over seeds (n runs). Bold: best per column. "
         f"†: differs from the best significantly (paired t-test over matched seeds, p < {ALPHA})."
     )
+    names = sorted({n for t in tables for n in t.delta_m_baselines})
+    if names:
+        lines.append("")
+        lines.append(DELTA_M_TEXT.format(names=", ".join(f"`{n}`" for n in names), error=ERROR_TEXT[error]))
+        missing = {label: why for t in tables for label, why in t.delta_m_notes.items() if why != "baseline"}
+        for label, why in missing.items():
+            lines.append(f"No Δm for `{label}`: {why}.")
     if cites:
         lines.append("")
         lines.append("Published numbers:")
         for i, ref in enumerate(cites, 1):
             what = ", ".join(x for x in (ref.label, ref.setting) if x)
             lines.append(f"[{i}] {what}: {ref.value:g}. {ref.source}")
+    groups = provenance([row for table in tables for row in table.rows])
+    if groups:
+        lines.append("")
+        lines.append("Hardware and training budget, as recorded by the runs:")
+        lines.append("")
+        lines.append("| hardware | budget per run | train time per run | experiments |")
+        lines.append("|---|---|---|---|")
+        for group in groups:
+            seconds = "n/a" if group.seconds is None else f"{group.seconds:.0f} s"
+            lines.append(f"| {group.hardware} | {group.budget} | {seconds} | {', '.join(group.labels)} |")
     return "\n".join(lines)
+
+
+@dataclass
+class Provenance:
+    hardware: str
+    budget: str
+    labels: list[str]
+    #: mean training seconds per run (None when no record says)
+    seconds: float | None
+
+
+def _hardware_text(record: dict) -> str:
+    hw = record.get("hardware") or {}
+    if not hw:
+        return "not recorded"
+    device = str(hw.get("device", "?"))
+    if hw.get("gpu"):
+        return f"{device}: {hw['gpu']}"
+    return f"{device}: {hw.get('cpu', '?')}, {hw.get('cpu_count', '?')} cores, {hw.get('torch_threads', '?')} torch thread(s)"
+
+
+def _budget_text(record: dict) -> str:
+    config = record.get("config") or {}
+    train, data = config.get("train") or {}, config.get("data") or {}
+    steps, epochs = record.get("steps"), record.get("epochs_run")
+    if steps is None:
+        return "not recorded"
+    text = f"{steps} steps"
+    if epochs:
+        per_epoch = train.get("steps_per_epoch")
+        each = f"{per_epoch} steps" if per_epoch else f"{steps // epochs} steps = one pass"
+        text += f" ({epochs} epochs × {each})"
+        if record.get("stopped_early"):
+            text += ", stopped early"
+    if data.get("batch_size"):
+        text += f", batch {data['batch_size']}"
+    if data.get("labels_per_class"):
+        text += f", {data['labels_per_class']} labels per class"
+    return text
+
+
+def provenance(rows: list[Row]) -> list[Provenance]:
+    """Rows grouped by the hardware and training budget their records state (one group per combination).
+
+    A row whose seeds ran on different hardware or budgets appears in each group, marked with those seeds.
+    """
+    groups: dict[tuple[str, str], Provenance] = {}
+    seconds: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        per_key: dict[tuple[str, str], list[int]] = {}
+        for record in row.records:
+            key = (_hardware_text(record), _budget_text(record))
+            per_key.setdefault(key, []).append(record.get("seed", 0))
+            if isinstance(record.get("train_seconds"), (int, float)):
+                seconds.setdefault(key, []).append(float(record["train_seconds"]))
+        for key, seeds in per_key.items():
+            label = row.label if len(per_key) == 1 else f"{row.label} (seeds {', '.join(map(str, sorted(seeds)))})"
+            groups.setdefault(key, Provenance(key[0], key[1], [], None)).labels.append(label)
+    for key, group in groups.items():
+        if seconds.get(key):
+            group.seconds = sum(seconds[key]) / len(seconds[key])
+    return list(groups.values())
 
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}", "^": r"\^{}", "~": r"\~{}"}
@@ -343,7 +535,7 @@ def to_latex(tables: list[Table]) -> str:
         out.append(r"\toprule")
         header = ["experiment", "$n$"]
         for m in table.metrics:
-            header.append(r"\texttt{" + _latex_escape(m) + "}")
+            header.append(r"$\Delta_m$ (\%)" if m == DELTA_M else r"\texttt{" + _latex_escape(m) + "}")
             if m in refcols:
                 header.append("published")
         out.append(" & ".join(header) + r" \\")
@@ -449,6 +641,7 @@ def _pyplot():
 
 
 def _safe(name: str) -> str:
+    name = name.replace(DELTA_M, "delta_m")
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
@@ -482,6 +675,52 @@ def plot_bars(tables: list[Table], out_dir: str | Path) -> list[Path]:
             fig.savefig(path, dpi=120)
             plt.close(fig)
             paths.append(path)
+    return paths
+
+
+def plot_task_pairs(tables: list[Table], out_dir: str | Path) -> list[Path]:
+    """For tables with two task columns: one point per experiment (mean, error bars on both axes).
+
+    Rows reporting only one of the two (single-task baselines) are drawn as a
+    dashed line at their mean, so points above and right of both lines beat them.
+    """
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for table in tables:
+        tasks = [m for m in table.metrics if m != DELTA_M]
+        if len(tasks) != 2:
+            continue
+        x_metric, y_metric = tasks
+        both = [r.label for r in table.rows if (r.label, x_metric) in table.cells and (r.label, y_metric) in table.cells]
+        if not both:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 5))
+        for label in both:
+            cx, cy = table.cells[(label, x_metric)], table.cells[(label, y_metric)]
+            ax.errorbar(cx.mean, cy.mean, xerr=0.0 if math.isnan(cx.error) else cx.error,
+                        yerr=0.0 if math.isnan(cy.error) else cy.error, fmt="o", markersize=4, capsize=2)
+            ax.annotate(label, (cx.mean, cy.mean), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        for row in table.rows:
+            only_x = (row.label, x_metric) in table.cells and (row.label, y_metric) not in table.cells
+            only_y = (row.label, y_metric) in table.cells and (row.label, x_metric) not in table.cells
+            if only_x:
+                ax.axvline(table.cells[(row.label, x_metric)].mean, color="k", linestyle="--", linewidth=0.8)
+                ax.annotate(row.label, (table.cells[(row.label, x_metric)].mean, 0.02), xycoords=("data", "axes fraction"),
+                            fontsize=6, rotation=90)
+            if only_y:
+                ax.axhline(table.cells[(row.label, y_metric)].mean, color="k", linestyle="--", linewidth=0.8)
+                ax.annotate(row.label, (0.02, table.cells[(row.label, y_metric)].mean), xycoords=("axes fraction", "data"),
+                            fontsize=6)
+        ax.set_xlabel(f"{x_metric} (%)")
+        ax.set_ylabel(f"{y_metric} (%)")
+        ax.set_title(f"mean ± {table.error} over seeds; dashed: single-task rows", fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f"tasks_{_safe(x_metric)}_vs_{_safe(y_metric)}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
     return paths
 
 
@@ -636,8 +875,12 @@ def make_report(
     references: str | Path | None = DEFAULT_REFERENCES,
     plots: str | Path | None = None,
     tensorboard: bool = True,
+    delta_m: list[str] | None = None,
 ) -> str:
-    """The report text (tables, plus sweep selections for Markdown); plots and hparams as side effects."""
+    """The report text (tables, plus sweep selections for Markdown); plots and hparams as side effects.
+
+    ``delta_m``: baseline experiment names for a Δm column (:func:`add_delta_m`).
+    """
     if fmt not in RENDERERS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     rows = collect_rows(folder)
@@ -646,13 +889,13 @@ def make_report(
     if references is not None and Path(references) == DEFAULT_REFERENCES and not DEFAULT_REFERENCES.is_file():
         references = None
     refs = load_references(references)
-    tables = build_tables(rows, error, refs)
+    tables = build_tables(rows, error, refs, delta_m)
     text = RENDERERS[fmt](tables)
     if fmt == "md":
         sections = selection_sections(folder)
         if sections:
             text += "\n\n" + "\n\n".join(sections)
-        for metric in dict.fromkeys(m for t in tables for m in t.metrics):
+        for metric in dict.fromkeys(m for t in tables for m in t.metrics if m != DELTA_M):
             deltas = ablation_deltas(rows, metric)
             for prefix, entries in deltas.items():
                 text += f"\n\nAblation '{prefix}' vs its base, {metric} (percentage points over matched seeds):\n\n"
@@ -663,6 +906,7 @@ def make_report(
                     text += f"| {label} | {e['delta']:+.1f} | {sem} | {e['n']} | {p} |\n"
     if plots:
         plot_bars(tables, plots)
+        plot_task_pairs(tables, plots)
         plot_learning_curves(rows, plots)
         plot_ablations(rows, tables, plots)
     if tensorboard:
@@ -678,6 +922,7 @@ def _cmd_report(args) -> int:
         references=None if args.no_references else (args.references or DEFAULT_REFERENCES),
         plots=args.plots,
         tensorboard=not args.no_tensorboard,
+        delta_m=args.delta_m,
     )
     if args.output:
         from .records import atomic_write_bytes
@@ -712,6 +957,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-references", action="store_true", help="show no published numbers")
     p.add_argument("--output", help="write the report to this file instead of printing it")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write FOLDER/hparams")
+    p.add_argument("--delta-m", nargs="+", metavar="NAME",
+                   help="add a Δm column (%%, higher is better; mtl.metrics.delta_m) against these single-task "
+                   "baseline experiments, e.g. --delta-m single/left single/right; each row uses the baselines "
+                   "found beside it (DATASET/single/left for DATASET/mtl/equal)")
     p.set_defaults(handler=_cmd_report)
     return p
 

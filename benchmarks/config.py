@@ -123,6 +123,9 @@ class PhaseConfig:
     #: discriminative learning rates: backbone block d from the top trains at
     #: lr × layer_decay^d (heads and method networks at lr); null: one learning rate
     layer_decay: Optional[float] = None
+    #: every backbone block's learning rate as a further multiple (e.g. 0.1: the backbone
+    #: trains 10× slower than the heads, the usual Office-31 recipe)
+    backbone_lr_scale: float = 1.0
 
 
 @dataclass

@@ -9,7 +9,9 @@ recipes without code:
   ``[{epochs: 3, train_blocks: 0}, {epochs: 7, train_blocks: -1, lr_scale: 0.1}]``;
 * discriminative learning rates (Howard & Ruder, "Universal Language Model
   Fine-tuning for Text Classification", ACL 2018): ``layer_decay: 0.5`` trains
-  backbone block ``d`` from the top at ``lr × 0.5^d``;
+  backbone block ``d`` from the top at ``lr × 0.5^d``; ``backbone_lr_scale: 0.1``
+  trains the whole backbone 10× slower than the heads (the usual Office-31
+  recipe, e.g. Long et al., "Conditional Adversarial Domain Adaptation", 2018);
 * gradual unfreezing (same paper): ``{epochs: 6, train_blocks: 1,
   unfreeze_every: 1}`` trains the top block, then one more block each epoch.
 
@@ -35,6 +37,7 @@ class Phase:
     unfreeze_every: int | None = None
     lr_scale: float = 1.0
     layer_decay: float | None = None
+    backbone_lr_scale: float = 1.0
 
 
 class PhasePlan:
@@ -69,6 +72,8 @@ class PhasePlan:
                 raise ConfigError(f"{where}.unfreeze_every must be at least 1 (or null), not {phase.unfreeze_every}")
             if phase.lr_scale <= 0:
                 raise ConfigError(f"{where}.lr_scale must be positive, not {phase.lr_scale}")
+            if phase.backbone_lr_scale <= 0:
+                raise ConfigError(f"{where}.backbone_lr_scale must be positive, not {phase.backbone_lr_scale}")
             if phase.layer_decay is not None and phase.layer_decay <= 0:
                 raise ConfigError(f"{where}.layer_decay must be positive (or null), not {phase.layer_decay}")
         self.total_epochs = sum(p.epochs for p in self.phases)
@@ -99,8 +104,11 @@ class PhasePlan:
         out = []
         for group in param_groups:
             depth = group.get("block_depth")
-            decay = phase.layer_decay ** depth if (depth is not None and phase.layer_decay is not None) else 1.0
-            out.append(phase.lr_scale * decay)
+            if depth is None:
+                out.append(phase.lr_scale)
+                continue
+            decay = phase.layer_decay ** depth if phase.layer_decay is not None else 1.0
+            out.append(phase.lr_scale * phase.backbone_lr_scale * decay)
         return out
 
     def apply(self, epoch: int) -> int:

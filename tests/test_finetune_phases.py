@@ -49,6 +49,8 @@ def test_layer_decay_scales_each_block_by_its_depth_from_the_top():
     groups = plan.param_groups([nn.Parameter(torch.zeros(1))])
     assert [g.get("block_depth") for g in groups] == [None, 1, 2, 3]
     assert plan.lr_multipliers(0, groups) == pytest.approx([0.1, 0.05, 0.025, 0.0125])
+    flat = PhasePlan(backbone, [Phase(epochs=1, backbone_lr_scale=0.1)])
+    assert flat.lr_multipliers(0, groups) == pytest.approx([1.0, 0.1, 0.1, 0.1])
 
 
 @pytest.mark.parametrize(
@@ -59,6 +61,7 @@ def test_layer_decay_scales_each_block_by_its_depth_from_the_top():
         (Phase(epochs=1, lr_scale=0.0), "lr_scale must be positive"),
         (Phase(epochs=1, unfreeze_every=0), "unfreeze_every"),
         (Phase(epochs=1, layer_decay=-1.0), "layer_decay"),
+        (Phase(epochs=1, backbone_lr_scale=0.0), "backbone_lr_scale"),
     ],
 )
 def test_bad_phases_are_refused_with_the_key(phase, message):

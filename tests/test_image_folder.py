@@ -59,3 +59,34 @@ def test_office_style_adaptation_runs_from_the_cli(office, tmp_path):
         "train.selection_metric=val/source/label/accuracy", "--output", str(tmp_path / "runs"), "--no-progress",
     ]
     assert main(args) == 0
+
+
+@pytest.mark.parametrize(
+    "config, source, target",
+    [
+        ("configs/experiments/office/office31_resnet50.yaml", "amazon", "webcam"),
+        ("configs/experiments/office/officehome_resnet50.yaml", "Art", "Clipart"),
+    ],
+)
+def test_office_resnet50_configs_run_as_shipped_on_a_tiny_folder(tmp_path, config, source, target):
+    """The shipped configs (ResNet-50, phases with a 0.1× backbone, DANN) run end to end; only what
+    needs the internet or hours changes: no ImageNet weights, 32-pixel crops, two steps."""
+    rng = np.random.default_rng(1)
+    for domain in (source, target):
+        for cls in ("back_pack", "bike"):
+            folder = tmp_path / "data" / domain / cls
+            folder.mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(rng.integers(0, 255, size=(36, 36, 3)).astype(np.uint8)).save(folder / f"{i}.jpg")
+    from benchmarks.config import load_experiment
+    from benchmarks.experiment import run_experiment
+
+    cfg = load_experiment(config, [
+        f"data.root={tmp_path / 'data'}", "model.weights=null", "data.image_size=32", "data.batch_size=4",
+        "data.eval_batch_size=8", "data.workers=0", "data.val_fraction=0.25", "train.epochs=1",
+        "train.steps_per_epoch=2", "train.phases=[{epochs: 1, backbone_lr_scale: 0.1}]", "train.progress_bar=false",
+    ])
+    assert cfg.model.backbone == "resnet50" and cfg.data.source == f"imagefolder:{source}"
+    record = run_experiment(cfg, tmp_path / "run")
+    assert 0.0 <= record["metrics"]["test/target/label/accuracy"] <= 1.0
+    assert record["steps"] == 2

@@ -20,6 +20,22 @@ def add_run_options(parser: argparse.ArgumentParser, seeds_help: str, only_help:
     parser.add_argument("--data-root", help="folder with real datasets (default: $MTLDA_DATA)")
     parser.add_argument("--only", nargs="+", help=only_help)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parallel = parser.add_mutually_exclusive_group()
+    parallel.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="train N runs at once in local worker processes, max(1, cores // N) torch threads each and one GPU "
+        "each (round-robin) when several exist (default: 1, sequential)",
+    )
+    parallel.add_argument(
+        "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+        help="run each run as a Ray task: on the cluster at ADDRESS (e.g. auto, ray://host:10001), or on a local "
+        "Ray started for this command when no address is given (needs pip install 'mtlda[ray]')",
+    )
+
+
+def parallel_options(args) -> dict:
+    """``--workers`` / ``--ray`` as keyword arguments for :func:`execute_and_print`."""
+    return {"workers": args.workers, "ray_address": args.ray}
 
 
 def run_overrides(args) -> list[str]:
@@ -32,17 +48,51 @@ def run_overrides(args) -> list[str]:
     return overrides
 
 
-def execute_and_print(runs, out_dir: Path, progress: bool, footer: list[str], poll_seconds: float = 5.0) -> int:
-    """Run what has no record, write ``results.md`` atomically, print the table; 3 on a NaN/inf stop."""
-    from .engine import NonFiniteLossError
-    from .records import atomic_write_bytes
-    from .suite import execute, summarise
+def execute_and_print(
+    runs, out_dir: Path, progress: bool, footer: list[str], poll_seconds: float = 5.0,
+    workers: int = 1, ray_address: str | None = None,
+) -> int:
+    """Run what has no record, write ``results.md`` atomically, print the table; 3 on a NaN/inf stop.
 
-    try:
-        records = execute(runs, progress=progress, poll_seconds=poll_seconds)
-    except NonFiniteLossError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 3
+    Sequential by default; ``workers > 1``: local worker processes; ``ray_address``
+    (``""`` for a local Ray): Ray tasks (see :mod:`benchmarks.parallel`).  Under
+    ``torchrun`` each run is trained data-parallel by all ranks (see
+    :mod:`benchmarks.distributed`) and only rank 0 writes and prints.
+    """
+    from . import distributed
+    from .engine import NonFiniteLossError
+    from .parallel import RunFailedError, execute_parallel, execute_ray
+    from .records import atomic_write_bytes
+    from .suite import summarise
+
+    if distributed.launched_by_torchrun():
+        if workers != 1 or ray_address is not None:
+            raise ConfigError(
+                "torchrun trains each run data-parallel over its processes; --workers/--ray run several runs at "
+                "once; use one or the other"
+            )
+        replicas = distributed.init_from_env(runs[0].config.train.device if runs else "auto")
+        try:
+            records = distributed.run_planned(runs, replicas, poll_seconds=poll_seconds)
+        except (NonFiniteLossError, distributed.DistributedUnsupportedError) as error:
+            print(f"error (rank {replicas.rank}): {error}", file=sys.stderr)
+            return 3 if isinstance(error, NonFiniteLossError) else 2
+        finally:
+            distributed.shutdown()
+        if not replicas.is_main:
+            return 0
+    else:
+        try:
+            if ray_address is not None:
+                records = execute_ray(runs, ray_address or None, progress=progress, poll_seconds=poll_seconds)
+            else:
+                records = execute_parallel(runs, workers, progress=progress, poll_seconds=poll_seconds)
+        except NonFiniteLossError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 3
+        except RunFailedError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 3 if error.cause.startswith(NonFiniteLossError.__name__) else 1
     table = summarise(records, runs)
     atomic_write_bytes(out_dir / "results.md", (table + "\n").encode())
     print()
@@ -70,7 +120,7 @@ def _cmd_run(args) -> int:
         f"Table saved to {out_dir / 'results.md'}; per-run records: {out_dir}/*/seed*/record.json",
         f"TensorBoard logs: tensorboard --logdir {out_dir}",
     ]
-    return execute_and_print(runs, out_dir, not args.no_progress, footer)
+    return execute_and_print(runs, out_dir, not args.no_progress, footer, **parallel_options(args))
 
 
 def _cmd_list(args) -> int:

@@ -25,6 +25,7 @@ from mtl.diagnostics import gradient_agreement
 from mtl.weighting import Weighting
 from mtl.weighting.gradient import term_jacobian
 
+from . import distributed
 from .devices import rng_state, set_rng_state
 from .problems.base import Problem
 from .records import atomic_torch_save
@@ -118,6 +119,8 @@ class Trainer:
         self.hparams = hparams or {}
         self.shared_parameters = problem.shared_parameters()
         self.task_parameters = problem.task_parameters()
+        #: the data-parallel group when launched by torchrun (benchmarks/distributed.py), else None
+        self.replicas = distributed.attach(self)
         # training state (all of it goes into the checkpoint)
         self.epoch = 0
         self.global_step = 0
@@ -126,6 +129,11 @@ class Trainer:
         self.bad_epochs = 0
         self.history: list[dict] = []
         self.train_seconds = 0.0
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes checkpoints and logs (always, unless a non-zero data-parallel rank)."""
+        return self.replicas is None or self.replicas.is_main
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
@@ -205,7 +213,10 @@ class Trainer:
     def fit(self) -> dict:
         """Train to the end (resuming from ``last.pt`` if present); return final metrics."""
         self.resume_if_possible()
-        writer = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=self.global_step or None)
+        if self.is_main:
+            writer = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=self.global_step or None)
+        else:  # only rank 0 writes TensorBoard events
+            writer = distributed.NullWriter()
         self._writer = writer
         bar = tqdm(total=self.total_steps, initial=self.global_step, disable=not self.progress_bar, desc=self.run_dir.name, leave=False)
         try:
@@ -273,6 +284,8 @@ class Trainer:
             representation=representation,
         )
         values = torch.stack([v.detach().float() for v in terms.values()])
+        if self.replicas is not None:  # average gradients and loss values over the ranks (before the guard: all ranks agree)
+            values = self.replicas.synchronise(values, [p for g in self.optimizer.param_groups for p in g["params"]])
         finite = torch.isfinite(values)
         if not bool(finite.all()):
             self._raise_non_finite([n for n, ok in zip(terms, finite.tolist()) if not ok])
@@ -308,6 +321,8 @@ class Trainer:
             writer.add_scalar(name, value, self.global_step)
 
     def _end_epoch(self, writer: SummaryWriter) -> None:
+        if self.replicas is not None:  # replicas checked identical; rank 0's BatchNorm statistics everywhere
+            self.replicas.before_evaluation([self.problem, self.weighting])
         val = self.problem.evaluate("val")
         for name, value in val.items():
             writer.add_scalar(name, value, self.global_step)
@@ -323,9 +338,12 @@ class Trainer:
             self.bad_epochs += 1
         self.history.append({"epoch": self.epoch, "step": self.global_step, **val})
         state = self._state()
-        atomic_torch_save(self.checkpoint_dir / "last.pt", state)
-        if improved:
-            atomic_torch_save(self.checkpoint_dir / "best.pt", state)
+        if self.is_main:
+            atomic_torch_save(self.checkpoint_dir / "last.pt", state)
+            if improved:
+                atomic_torch_save(self.checkpoint_dir / "best.pt", state)
+        if self.replicas is not None:
+            self.replicas.barrier()  # other ranks may read best.pt next: only once rank 0 has written it
         for callback in self.callbacks:
             callback(self, self.epoch)
 

@@ -542,7 +542,7 @@ def format_selection(name: str, result: dict | None) -> str:
 
 
 def _cmd_sweep(args) -> int:
-    from .cli import execute_and_print, run_overrides
+    from .cli import execute_and_print, parallel_options, run_overrides
     from .suite import plan_suite, write_manifest
 
     overrides = run_overrides(args) + ["train.progress_bar=false"]
@@ -557,7 +557,7 @@ def _cmd_sweep(args) -> int:
     print(f"{name}: {len(runs)} run(s) → {out_dir}", flush=True)
     write_manifest(out_dir, runs)
     footer = [f"Table saved to {out_dir / 'results.md'}; full report: mtlda report {out_dir}"]
-    return execute_and_print(runs, out_dir, not args.no_progress, footer, poll_seconds=args.poll)
+    return execute_and_print(runs, out_dir, not args.no_progress, footer, poll_seconds=args.poll, **parallel_options(args))
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -72,6 +72,9 @@ class GradientAggregation(Weighting):
         self.jacobian_mode = jacobian
         # some aggregators (MGDA's loss-based normalisations) also read the loss values
         self.passes_losses = "losses" in inspect.signature(aggregator.forward).parameters
+        #: set by a data-parallel harness (``benchmarks.distributed.Replicas``): maps this rank's Jacobian to
+        #: the global batch's before aggregating, since aggregators are nonlinear in the per-term gradients
+        self.replicas = None
 
     def _jacobian(self, losses, inputs):
         if self.jacobian_mode == "loop":
@@ -97,10 +100,15 @@ class GradientAggregation(Weighting):
             if not inputs:
                 raise ValueError("gradient aggregation needs the shared parameters; none were given")
         jacobian = self._jacobian(values, inputs)
+        loss_values = torch.stack([v.detach() for v in values])
+        if self.replicas is not None:
+            jacobian, loss_values = self.replicas.global_jacobian(jacobian, loss_values, self.target)
         if self.passes_losses:
-            direction = self.aggregator(jacobian, losses=torch.stack([v.detach() for v in values]))
+            direction = self.aggregator(jacobian, losses=loss_values)
         else:
             direction = self.aggregator(jacobian)
+        if self.replicas is not None:
+            direction = self.replicas.local_direction(direction, self.target)
         task_parameters = [p for p in task_parameters if p.requires_grad]
         total = torch.stack(values).sum()
         if task_parameters:

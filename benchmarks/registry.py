@@ -115,6 +115,21 @@ BACKBONE_ENTRIES: dict[str, Entry] = {
 }
 
 
+def feature_level_methods() -> list[str]:
+    """The methods that align only the shared features, so they work with a multi-task source.
+
+    A method that needs an argument for that is listed with it (``coral (method.args.layer=features)``).
+    """
+    names = []
+    for name, entry in METHODS.items():
+        method = entry.factory
+        if not method.reads_logits:
+            names.append(name)
+        elif method.features_only_with:
+            names.append(f"{name} ({', '.join(f'method.args.{k}={v}' for k, v in method.features_only_with)})")
+    return names
+
+
 def build(registry: Mapping[str, Entry], kind: str, name: str, args: Mapping, supplied: Mapping | None = None):
     """Instantiate ``registry[name]`` with config ``args`` plus harness-``supplied`` ones."""
     if name not in registry:

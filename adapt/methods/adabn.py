@@ -20,6 +20,7 @@ class AdaBN(AdaptationMethod):
 
     adapts_batchnorm_for_target = True
     uses_target_in_training = False
+    reads_logits = False
 
     def alignment_terms(self, **_):
         return {}

@@ -22,6 +22,7 @@ class AFN(AdaptationMethod):
     """
 
     term_names = ("afn",)
+    reads_logits = False
 
     def __init__(self, trade_off: float = 0.05, delta: float = 1.0):
         super().__init__()

@@ -29,6 +29,14 @@ class AdaptationMethod(nn.Module):
     #: True for methods that re-estimate batch-norm statistics on target data before
     #: evaluating on the target (AdaBN; see :func:`adapt.adabn.adapt_batchnorm_statistics`)
     adapts_batchnorm_for_target: bool = False
+    #: True for methods that read the classifier's logits (one task's head): CDAN, MCC, entropy, …
+    #: They are defined for a single label space, so a multi-task source refuses them; methods
+    #: that only read the shared features (``False``) align the representation all heads share.
+    #: A method for which this depends on an argument sets it per instance in ``__init__`` and
+    #: names in :attr:`features_only_with` the arguments under which it is ``False``.
+    reads_logits: bool = True
+    #: (argument, value) pairs that make ``reads_logits`` False (Deep CORAL: ``(("layer", "features"),)``)
+    features_only_with: tuple[tuple[str, object], ...] = ()
 
     def alignment_terms(
         self,
@@ -77,6 +85,7 @@ class SourceOnly(AdaptationMethod):
     """
 
     uses_target_in_training = False
+    reads_logits = False
 
     def alignment_terms(self, **_) -> dict[str, Tensor]:
         return {}

@@ -22,6 +22,7 @@ class BSP(DANN):
     """
 
     term_names = ("domain", "bsp")
+    reads_logits = False
 
     def __init__(
         self,

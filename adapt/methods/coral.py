@@ -17,6 +17,7 @@ class DeepCORAL(AdaptationMethod):
     """
 
     term_names = ("coral",)
+    features_only_with = (("layer", "features"),)
 
     def __init__(self, trade_off: float = 1.0, layer: str = "logits"):
         super().__init__()
@@ -24,6 +25,7 @@ class DeepCORAL(AdaptationMethod):
             raise ValueError(f"DeepCORAL layer must be 'logits' or 'features', got {layer!r}")
         self.trade_off = float(trade_off)
         self.layer = layer
+        self.reads_logits = layer == "logits"
 
     def alignment_terms(self, *, source_features, target_features, source_logits, target_logits, **_):
         if self.layer == "logits":

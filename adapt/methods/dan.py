@@ -25,6 +25,7 @@ class DAN(AdaptationMethod):
     """
 
     term_names = ("mmd",)
+    reads_logits = False
 
     def __init__(self, trade_off: float = 1.0, num_kernels: int = 5, kernel_mul: float = 2.0, linear: bool = False):
         super().__init__()

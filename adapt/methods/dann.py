@@ -21,6 +21,7 @@ class DANN(AdaptationMethod):
     """
 
     term_names = ("domain",)
+    reads_logits = False
 
     def __init__(
         self,

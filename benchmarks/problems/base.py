@@ -102,6 +102,13 @@ def evaluate_tasks(
 ) -> dict[str, float]:
     """``{prefix}/{task}/{metric}`` for every task, plus ``{prefix}/mean/{metric}`` for metrics all tasks share."""
     outputs, _, targets = collect_outputs(model, split, preprocess, batch_size, device, workers)
+    return task_metrics(tasks, outputs, targets, prefix)
+
+
+def task_metrics(
+    tasks: Mapping[str, TaskSpec], outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor], prefix: str
+) -> dict[str, float]:
+    """The metrics of :func:`evaluate_tasks` from outputs and labels already collected."""
     metrics: dict[str, float] = {}
     per_task = {}
     for name, task in tasks.items():

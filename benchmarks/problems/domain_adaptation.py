@@ -11,6 +11,19 @@ the model with each configured validator on the source validation split and on
 a fixed, seeded subset of the target *train* split, read without labels; only
 the oracle validator reads that subset's labels.  They are reported as
 ``val/validator/<name>`` and ``val/oracle/<name>``.
+
+Several tasks: a multi-task source (MultiMNIST's ``left`` and ``right``) and an
+unlabelled multi-task target with the same tasks.  Every task's supervised loss
+is a term on the source batch, named after the task; the method's alignment
+terms act on the backbone features all heads share.  Methods that read one
+task's logits (CDAN, JAN, MCC, MCD, entropy, IM, BNM, Deep CORAL on logits)
+have no single label space to read and are refused with the list of methods
+that work (:func:`benchmarks.registry.feature_level_methods`).  Target
+metrics are reported per task (``test/target/left/accuracy``) and averaged
+(``test/target/mean/accuracy``).  Validators are computed once per task, each
+from that task's logits with the shared features, and reported as the
+unweighted mean over tasks under their usual name, so a selection metric means
+the same with one task or several; the oracle is then the mean target accuracy.
 """
 from __future__ import annotations
 
@@ -35,7 +48,8 @@ from mtl.model import MultiTaskModel
 from ..batching import Preprocess, make_batcher
 from ..config import ConfigError, TrainConfig
 from ..datasets.base import ImageDataset, ImageSplit, split_train_val
-from .base import Problem, collect_outputs, evaluate_tasks
+from ..registry import METHODS, feature_level_methods
+from .base import Problem, collect_outputs, evaluate_tasks, task_metrics
 
 ORACLE_PREFIX = "val/oracle/"
 VALIDATOR_PREFIX = "val/validator/"
@@ -74,6 +88,18 @@ def check_validators(names: Sequence[str], samples: int) -> list[str]:
     return names
 
 
+def check_method_tasks(method: AdaptationMethod, source: ImageDataset) -> None:
+    """Refuse a method that reads one task's logits when the source has several tasks."""
+    if len(source.tasks) < 2 or not (method.reads_logits or method.owns_update):
+        return
+    name = next((n for n, entry in METHODS.items() if entry.factory is type(method)), type(method).__name__)
+    raise ConfigError(
+        f"method '{name}' reads the classifier logits of a single task, but source '{source.name}' has "
+        f"{len(source.tasks)} tasks ({', '.join(source.tasks)}); with several tasks the alignment acts on the "
+        f"features all heads share. Methods that support multi-task sources: {', '.join(feature_level_methods())}"
+    )
+
+
 class DomainAdaptationProblem(Problem):
     def __init__(
         self,
@@ -98,6 +124,7 @@ class DomainAdaptationProblem(Problem):
                 f"source '{source.name}' has tasks {sorted(source.tasks)} but target '{target.name}' has "
                 f"{sorted(target.tasks)}; domain adaptation needs the same label space"
             )
+        check_method_tasks(method, source)
         self.model = model
         self.method = method
         self.tasks = dict(source.tasks)
@@ -142,12 +169,14 @@ class DomainAdaptationProblem(Problem):
         terms = {name: task.loss(outputs[name][:n_source], source_labels[name]) for name, task in self.tasks.items()}
         if not self.method.uses_target_in_training:
             return terms, features
-        (task_name,) = self.tasks  # one label space per domain pair
+        # logits exist for one label space only; with several tasks check_method_tasks has
+        # admitted only methods that never read them
+        logits = outputs[next(iter(self.tasks))] if len(self.tasks) == 1 else None
         alignment = self.method.alignment_terms(
             source_features=features[:n_source],
             target_features=features[n_source:],
-            source_logits=outputs[task_name][:n_source],
-            target_logits=outputs[task_name][n_source:],
+            source_logits=None if logits is None else logits[:n_source],
+            target_logits=None if logits is None else logits[n_source:],
             progress=progress,
         )
         clash = set(alignment) & set(terms)
@@ -164,7 +193,7 @@ class DomainAdaptationProblem(Problem):
         """The method's own optimisation step (MCD-style methods)."""
         source_images, source_labels = self.source_batches.next()
         target_images, _ = self.target_batches.next()
-        (task_name,) = self.tasks
+        (task_name,) = self.tasks  # check_method_tasks admits owns_update methods for one task only
         return self.method.update(
             model=self.model,
             task=self.tasks[task_name],
@@ -212,37 +241,48 @@ class DomainAdaptationProblem(Problem):
         with self.target_statistics():
             return evaluate_tasks(self.model, self.target_test, *args, prefix="test/target", workers=self.workers)
 
-    def forward_split(self, split, labelled: bool):
-        """One in-order pass in eval mode → (logits of the task, features, labels or None), on the device.
+    def forward_all(self, split, labelled: bool):
+        """One in-order pass in eval mode → (logits per task, features, labels per task or None), on the device.
 
         With ``labelled=False`` the labels are stripped before the pass: they never leave the dataset.
         """
-        (task_name,) = self.tasks
         if not labelled and isinstance(split, ImageSplit):
             split = ImageSplit(split.images, {})
         outputs, features, labels = collect_outputs(
             self.model, split, self.preprocess, self.eval_batch_size, self.device, self.workers, with_features=True
         )
-        return outputs[task_name], features, (labels[task_name] if labelled else None)
+        return outputs, features, (labels if labelled else None)
+
+    def forward_split(self, split, labelled: bool, task: str | None = None):
+        """:meth:`forward_all` for one task (``task``; may be left out when there is one) →
+        (logits, features, labels or None)."""
+        if task is None:
+            if len(self.tasks) != 1:
+                raise ValueError(f"this problem has tasks {', '.join(self.tasks)}; name the one to forward")
+            (task,) = self.tasks
+        outputs, features, labels = self.forward_all(split, labelled)
+        return outputs[task], features, (labels[task] if labelled else None)
 
     def _evaluate_with_validators(self) -> dict[str, float]:
-        (task_name,) = self.tasks
         needs = {key for v in self.validators.values() for key in v.requires}
         # one pass over source val gives both the usual source metrics and the validators' source data
-        logits, features, labels = self.forward_split(self.source_val, labelled=True)
-        task_metrics = self.tasks[task_name].metrics(logits, labels)
-        metrics = {f"val/source/{task_name}/{metric}": value for metric, value in task_metrics.items()}
-        data = {SOURCE_VAL_LOGITS: logits, SOURCE_VAL_LABELS: labels, SOURCE_VAL_FEATURES: features}
+        logits, features, labels = self.forward_all(self.source_val, labelled=True)
+        metrics = task_metrics(self.tasks, logits, labels, prefix="val/source")
+        data = {task: {SOURCE_VAL_LOGITS: logits[task], SOURCE_VAL_LABELS: labels[task], SOURCE_VAL_FEATURES: features}
+                for task in self.tasks}
         if needs & {TARGET_TRAIN_LOGITS, TARGET_TRAIN_FEATURES, TARGET_TRAIN_LABELS}:
             # target labels are read only when an oracle validator is configured
             with_labels = TARGET_TRAIN_LABELS in needs
             with self.target_statistics():
-                target_logits, target_features, target_labels = self.forward_split(self.validator_target, labelled=with_labels)
-            data.update({TARGET_TRAIN_LOGITS: target_logits, TARGET_TRAIN_FEATURES: target_features})
-            if with_labels:
-                data[TARGET_TRAIN_LABELS] = target_labels
+                target_logits, target_features, target_labels = self.forward_all(self.validator_target, labelled=with_labels)
+            for task, task_data in data.items():
+                task_data.update({TARGET_TRAIN_LOGITS: target_logits[task], TARGET_TRAIN_FEATURES: target_features})
+                if with_labels:
+                    task_data[TARGET_TRAIN_LABELS] = target_labels[task]
         for name, validator in self.validators.items():
-            metrics[validator_metric(name)] = validator({key: data[key] for key in validator.requires})
+            # several tasks: each task's score from its own logits, then the unweighted mean
+            scores = [validator({key: task_data[key] for key in validator.requires}) for task_data in data.values()]
+            metrics[validator_metric(name)] = sum(scores) / len(scores)
         return metrics
 
     def diagnostics(self):

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from .base import ImageDataset, ImageSplit, split_train_val
 from . import standard
 from .image_folder import load_image_folder_domain
-from .embedded import load_digits_m, load_digits_source, load_multidigits
+from .embedded import load_digits_m, load_digits_source, load_multidigits, load_multidigits_m, load_multidigits_source
 from .readers import CorruptDatasetError, DatasetNotFoundError
 
 
 @dataclass(frozen=True)
 class DatasetEntry:
     loader: Callable[..., ImageDataset]
-    kind: str  # "domain" (one task, usable as DA source/target) or "multitask"
+    kind: str  # "domain" (a DA source/target; one task, or several for multi-task DA) or "multitask"
     needs_root: bool
     description: str
 
@@ -29,6 +29,14 @@ DATASETS: dict[str, DatasetEntry] = {
     "multidigits": DatasetEntry(
         lambda root, data_seed, download: load_multidigits(data_seed), "multitask", False, "two overlaid digits, left/right (embedded)"
     ),
+    "multidigits-source": DatasetEntry(
+        lambda root, data_seed, download: load_multidigits_source(data_seed), "domain", False,
+        "two overlaid digits, left/right, from the digits half (embedded; multi-task DA source)",
+    ),
+    "multidigits-m": DatasetEntry(
+        lambda root, data_seed, download: load_multidigits_m(data_seed), "domain", False,
+        "multidigits-source's construction on the digits-m half, photo-blended (embedded; multi-task DA target)",
+    ),
     "mnist": DatasetEntry(standard.mnist, "domain", True, "MNIST 28×28 grey (torchvision layout)"),
     "usps": DatasetEntry(standard.usps, "domain", True, "USPS 16×16 grey, LIBSVM usps.bz2/usps.t.bz2"),
     "usps-esl": DatasetEntry(standard.usps_esl, "domain", True, "USPS 16×16 grey, ESL zip.train.gz/zip.test.gz"),
@@ -36,6 +44,13 @@ DATASETS: dict[str, DatasetEntry] = {
     "svhn": DatasetEntry(standard.svhn, "domain", True, "SVHN 32×32 RGB (torchvision .mat files)"),
     "fashion-mnist": DatasetEntry(standard.fashion_mnist, "domain", False, "Fashion-MNIST (torchvision or Debian layout)"),
     "multimnist": DatasetEntry(standard.multimnist, "multitask", True, "two MNIST digits, left/right (Sener & Koltun)"),
+    "multimnist-source": DatasetEntry(
+        standard.multimnist_source, "domain", True, "MultiMNIST from one half of MNIST, left/right (multi-task DA source)"
+    ),
+    "multimnist-m": DatasetEntry(
+        standard.multimnist_m, "domain", True,
+        "MultiMNIST from the other half of MNIST, blended with photo patches (multi-task DA target)",
+    ),
     "multifashion": DatasetEntry(standard.multifashion, "multitask", False, "two Fashion-MNIST items, left/right"),
     "multifashion-mnist": DatasetEntry(
         standard.multifashion_mnist, "multitask", True, "MNIST digit + Fashion-MNIST item, left/right"

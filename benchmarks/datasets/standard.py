@@ -17,6 +17,20 @@ first image top-left, the second offset by 6 px, pixel-wise max, resized to
 MNIST digit (top-left) with a Fashion-MNIST item (bottom-right), as in Lin et
 al., "Pareto Multi-Task Learning", NeurIPS 2019.  They are built once per
 seed and cached next to the data.
+
+The multi-task domain pair ``multimnist-source`` → ``multimnist-m`` splits
+MNIST in two: a permutation seeded by ``data_seed`` halves the MNIST train set
+and, separately, the MNIST test set; the source's canvases are built from the
+first halves and the target's from the second, both digits of a canvas from
+the same half, with the MultiMNIST construction above.  No MNIST image is in
+both domains, and the target's unlabelled training canvases share no image
+with its test canvases.  The target canvases are then made MNIST-M-like with
+MNIST-M's blending rule, ``|patch − canvas|`` per channel with a random colour
+patch per canvas (Ganin & Lempitsky, ICML 2015).  One difference from MNIST-M:
+its patches come from BSDS500, which is not available offline, so here they
+are cut from the two photographs bundled with scikit-learn
+(``load_sample_images``, full resolution), as in ``digits-m``: less varied
+textures and colours than BSDS500's 500 photographs.
 """
 from __future__ import annotations
 
@@ -30,6 +44,7 @@ from mtl.tasks import ClassificationTask
 from ..records import atomic_torch_save
 from . import readers
 from .base import ImageDataset, ImageSplit
+from .embedded import PAIR_TASKS, blend_with_photo_patches
 
 ROOT_HINT = "pass --data-root, set data.root in the config, or export MTLDA_DATA=/path/to/data"
 
@@ -102,10 +117,8 @@ svhn = _single_domain(
 )
 
 
-def _multi(name: str, first, second, root, data_seed: int, download: bool) -> ImageDataset:
-    """Build (or load the cached) multi-image set from two single-image datasets."""
-    a = first(root, data_seed, download)
-    b = second(root, data_seed, download) if second is not first else a
+def _cached_pair_splits(name: str, root, data_seed: int, build) -> dict[str, ImageSplit]:
+    """``{"train", "test"}`` left/right splits from the cache, or ``build()`` → ``{split: (images, labels)}`` saved there."""
     cache_root = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mtlda"
     cache = readers.default_cache_dir(cache_root) / f"{name}-seed{data_seed}-v1.pt"
     splits = None
@@ -113,18 +126,30 @@ def _multi(name: str, first, second, root, data_seed: int, download: bool) -> Im
         payload = torch.load(cache, weights_only=True)
         splits = payload["splits"]
     if splits is None:
+        splits = build()
+        atomic_torch_save(cache, {"splits": splits})
+    make = lambda pair: ImageSplit(pair[0], {"left": pair[1][:, 0], "right": pair[1][:, 1]})  # noqa: E731
+    return {split: make(splits[split]) for split in ("train", "test")}
+
+
+def _multi(name: str, first, second, root, data_seed: int, download: bool) -> ImageDataset:
+    """Build (or load the cached) multi-image set from two single-image datasets."""
+    a = first(root, data_seed, download)
+    b = second(root, data_seed, download) if second is not first else a
+
+    def build():
         splits = {}
         for offset, split in enumerate(("train", "test")):
             sa, sb = getattr(a, split), getattr(b, split)
-            images, labels = readers.make_multi_digits(
+            splits[split] = readers.make_multi_digits(
                 sa.images, next(iter(sa.labels.values())), sb.images, next(iter(sb.labels.values())),
                 seed=data_seed * 2 + offset,
             )
-            splits[split] = (images, labels)
-        atomic_torch_save(cache, {"splits": splits})
-    make = lambda pair: ImageSplit(pair[0], {"left": pair[1][:, 0], "right": pair[1][:, 1]})  # noqa: E731
+        return splits
+
+    splits = _cached_pair_splits(name, root, data_seed, build)
     tasks = {t: ClassificationTask(t, num_classes=10) for t in ("left", "right")}
-    return ImageDataset(name, make(splits["train"]), make(splits["test"]), tasks, f"{name} (Sener & Koltun construction)")
+    return ImageDataset(name, splits["train"], splits["test"], tasks, f"{name} (Sener & Koltun construction)")
 
 
 def multimnist(root, data_seed=0, download=False):
@@ -137,3 +162,49 @@ def multifashion(root, data_seed=0, download=False):
 
 def multifashion_mnist(root, data_seed=0, download=False):
     return _multi("multifashion-mnist", mnist, fashion_mnist, root, data_seed, download)
+
+
+def mnist_halves(n: int, data_seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two disjoint halves (source, target) of an MNIST split of ``n`` images, as indices.
+
+    One permutation per (seed, split), shared by both halves, so they never overlap.
+    """
+    offset = ("train", "test").index(split)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(data_seed * 2 + offset))
+    return order[: n // 2], order[n // 2 :]
+
+
+def _multimnist_half(name: str, half: int, blend: bool, root, data_seed: int, download: bool) -> ImageDataset:
+    """MultiMNIST canvases from one half (0: source, 1: target) of MNIST train and of MNIST test."""
+    digits = mnist(root, data_seed, download)
+
+    def build():
+        splits = {}
+        for offset, split in enumerate(("train", "test")):
+            images, labels = getattr(digits, split).images, getattr(digits, split).labels["digit"]
+            keep = mnist_halves(len(labels), data_seed, split)[half]
+            seed = data_seed * 2 + offset + 1_000 * (half + 1)
+            canvases, pair_labels = readers.make_multi_digits(
+                images[keep], labels[keep], images[keep], labels[keep], seed=seed
+            )
+            if blend:
+                canvases = blend_with_photo_patches(canvases, seed=seed + 1, shrink=1)
+            splits[split] = (canvases, pair_labels)
+        return splits
+
+    splits = _cached_pair_splits(name, root, data_seed, build)
+    kind = "blended with colour photo patches (MNIST-M rule)" if blend else "grey"
+    return ImageDataset(
+        name, splits["train"], splits["test"], dict(PAIR_TASKS),
+        f"MultiMNIST from {'the second' if half else 'the first'} half of MNIST, {kind}",
+    )
+
+
+def multimnist_source(root, data_seed=0, download=False):
+    """The source of the multi-task DA pair: MultiMNIST from the first half of MNIST train / test."""
+    return _multimnist_half("multimnist-source", 0, False, root, data_seed, download)
+
+
+def multimnist_m(root, data_seed=0, download=False):
+    """The target of the multi-task DA pair: MultiMNIST from the second halves, MNIST-M-blended."""
+    return _multimnist_half("multimnist-m", 1, True, root, data_seed, download)

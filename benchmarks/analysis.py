@@ -205,6 +205,11 @@ def analyze_run(run_dir, output_dir=None, max_samples: int = 2000, checkpoint: s
     trainer = build_trainer(cfg, run_dir)
     trainer.load_weights(checkpoint)
     problem = trainer.problem
+    if len(problem.tasks) != 1:
+        raise ConfigError(
+            f"{run_dir}: analyze reads the predictions of one task, but this run has tasks {', '.join(problem.tasks)} "
+            "(multi-task domain adaptation); its per-task target accuracies are in record.json"
+        )
     (task_name,) = problem.tasks
     num_classes = int(problem.tasks[task_name].output_size)
 

@@ -160,6 +160,14 @@ def test_end_to_end_on_the_embedded_pair(tmp_path, tiny_overrides, method):
     assert metrics["val/validator/source_accuracy"] == pytest.approx(metrics["val/source/mean/accuracy"])
 
 
+def test_analyze_refuses_a_multi_task_run_clearly(tmp_path, tiny_overrides):
+    from benchmarks.analysis import analyze_run
+
+    run_experiment(load_experiment(EMBEDDED, [*tiny_overrides, "train.validators=[entropy]"]), tmp_path)
+    with pytest.raises(ConfigError, match="one task, but this run has tasks left, right"):
+        analyze_run(tmp_path)
+
+
 def test_the_real_config_and_suite_name_the_multimnist_pair():
     cfg = load_experiment(REAL, [])
     assert (cfg.data.source, cfg.data.target, cfg.data.channels) == ("multimnist-source", "multimnist-m", 3)

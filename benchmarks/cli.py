@@ -93,6 +93,11 @@ def execute_and_print(
         except RunFailedError as error:
             print(f"error: {error}", file=sys.stderr)
             return 3 if error.cause.startswith(NonFiniteLossError.__name__) else 1
+        except ImportError as error:
+            if ray_address is None:
+                raise
+            print(f"error: {error}", file=sys.stderr)  # names the extra to install
+            return 2
     table = summarise(records, runs)
     atomic_write_bytes(out_dir / "results.md", (table + "\n").encode())
     print()

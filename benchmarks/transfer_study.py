@@ -81,7 +81,7 @@ def table(records: list[dict], targets: list[str], pretrain: dict) -> str:
         "",
     ]
     for target in targets:
-        lines += [f"## {target}", "", "| strategy | " + " | ".join(f"{k} labels/class" for k in LABELS) + " |",
+        lines += [f"## {target}", "", "| strategy | " + " | ".join("all labels" if k == "all" else f"{k} labels/class" for k in LABELS) + " |",
                   "|---|" + "---|" * len(LABELS)]
         for strategy in STRATEGIES:
             cells = []

@@ -924,6 +924,10 @@ def _cmd_report(args) -> int:
         tensorboard=not args.no_tensorboard,
         delta_m=args.delta_m,
     )
+    if args.validators:
+        from .validator_selection import validator_table
+
+        text += "\n\n## Checkpoint selection by each validator\n\n" + validator_table(args.folder, args.error)
     if args.output:
         from .records import atomic_write_bytes
 
@@ -961,6 +965,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="add a Δm column (%%, higher is better; mtl.metrics.delta_m) against these single-task "
                    "baseline experiments, e.g. --delta-m single/left single/right; each row uses the baselines "
                    "found beside it (DATASET/single/left for DATASET/mtl/equal)")
+    p.add_argument("--validators", action="store_true",
+                   help="domain adaptation: also tabulate the target accuracy at the epoch each unsupervised "
+                   "validator picks, next to the oracle (benchmarks/validator_selection.py)")
     p.set_defaults(handler=_cmd_report)
     return p
 

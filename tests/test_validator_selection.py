@@ -38,3 +38,17 @@ def test_folders_without_validator_histories_say_so(tmp_path):
     run.mkdir(parents=True)
     (run / "record.json").write_text(json.dumps({"seed": 0, "metrics": {}, "history": [{"epoch": 1}]}))
     assert "No domain-adaptation records" in validator_table(tmp_path)
+
+
+def test_report_cli_appends_the_validator_table(tmp_path, capsys):
+    from benchmarks.cli import main
+
+    run = tmp_path / "dann" / "seed0"
+    run.mkdir(parents=True)
+    record = {"seed": 0, "metrics": {"test/target/digit/accuracy": 0.5}, "config": {"report": ["test/target/digit/accuracy"]},
+              "history": _history([0.4, 0.6], snd=[2.0, 1.0])}
+    (run / "record.json").write_text(json.dumps(record))
+    assert main(["report", str(tmp_path), "--validators", "--no-tensorboard", "--no-references"]) == 0
+    out = capsys.readouterr().out
+    assert "## Checkpoint selection by each validator" in out
+    assert "| dann | 1 | 40.0 | 60.0 |" in out

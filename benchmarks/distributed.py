@@ -301,29 +301,28 @@ def run_planned(runs, replicas: Replicas, poll_seconds: float = 5.0) -> list[dic
     from .records import atomic_write_json
     from .suite import RunLock, _log, read_record
 
+    def decide(run) -> tuple[str, RunLock | None]:
+        """Rank 0: skip (complete), train (lock taken) or wait (another runner holds it)."""
+        if read_record(run) is not None:
+            return "skip", None
+        lock = RunLock(run.run_dir)
+        if not lock.acquire():
+            return "wait", None
+        if read_record(run) is not None:  # finished by another runner meanwhile
+            lock.release()
+            return "skip", None
+        return "train", lock
+
     records: list[dict | None] = []
     for run in runs:
-        lock = None
-        decision = [None]
-        if replicas.is_main:
-            while True:
-                record = read_record(run)
-                if record is not None:
-                    decision = ["skip"]
-                    break
-                lock = RunLock(run.run_dir)
-                if lock.acquire():
-                    record = read_record(run)
-                    if record is not None:
-                        lock.release()
-                        lock = None
-                        decision = ["skip"]
-                    else:
-                        decision = ["train"]
-                    break
-                time.sleep(poll_seconds)
-        dist.broadcast_object_list(decision, src=0)
-        if decision[0] == "skip":
+        while True:  # every rank goes round together, so none waits in a collective longer than poll_seconds
+            decision, lock = decide(run) if replicas.is_main else (None, None)
+            message = [decision]
+            dist.broadcast_object_list(message, src=0)
+            if message[0] != "wait":
+                break
+            time.sleep(poll_seconds)
+        if message[0] == "skip":
             records.append(read_record(run) if replicas.is_main else None)
             continue
         try:

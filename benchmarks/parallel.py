@@ -122,7 +122,8 @@ def execute_parallel(
     inboxes = [context.Queue() for _ in range(min(workers, len(pending)))]
     processes = []
     for k, inbox in enumerate(inboxes):
-        process = context.Process(target=_worker_main, args=(k, threads, cuda_devices, inbox, results), daemon=True)
+        # not daemonic: a run may start its own DataLoader workers (image folders); stopped in ``finally``
+        process = context.Process(target=_worker_main, args=(k, threads, cuda_devices, inbox, results))
         process.start()
         processes.append(process)
     bar = tqdm(total=len(runs), initial=len(runs) - len(pending), desc="suite", unit="run", disable=not progress)

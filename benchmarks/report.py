@@ -311,12 +311,22 @@ class Table:
     delta_m_notes: dict[str, str] = field(default_factory=dict)
     #: the baseline names Δm was asked for (empty: no Δm column)
     delta_m_baselines: tuple[str, ...] = ()
+    #: the multi-task dataset the rows trained on (config data.dataset), when they name one
+    dataset: str | None = None
+
+
+def _dataset(row: Row) -> str | None:
+    data = row.config.get("data") if isinstance(row.config, dict) else None
+    return data.get("dataset") if isinstance(data, dict) else None
 
 
 def build_tables(
     rows: list[Row], error: str = "std", references: list[Reference] | None = None, delta_m: list[str] | None = None
 ) -> list[Table]:
-    """One table per set of reported metrics, with best-per-column and significance marks.
+    """One table per set of reported metrics and dataset, with best-per-column and significance marks.
+
+    Rows of different multi-task datasets (``data.dataset``) go to separate
+    tables, so "best" and the significance tests compare like with like.
 
     With ``delta_m`` (baseline experiment names, see :func:`add_delta_m`) the
     tables get a Δm column, marked best and tested like the metric columns.
@@ -324,11 +334,11 @@ def build_tables(
     if error not in ERRORS:
         raise ConfigError(f"unknown error measure {error!r}; choose one of {', '.join(ERRORS)}")
     notes = add_delta_m(rows, list(delta_m)) if delta_m else {}
-    grouped: dict[tuple[str, ...], list[Row]] = {}
+    grouped: dict[tuple[tuple[str, ...], str | None], list[Row]] = {}
     for row in rows:
-        grouped.setdefault(metric_columns(row), []).append(row)
+        grouped.setdefault((metric_columns(row), _dataset(row)), []).append(row)
     tables = []
-    for metrics, members in grouped.items():
+    for (metrics, dataset), members in grouped.items():
         if delta_m and any(DELTA_M in r.derived or r.label in notes for r in members):
             metrics = (*metrics, DELTA_M)
         cells: dict[tuple[str, str], Cell] = {}
@@ -357,7 +367,9 @@ def build_tables(
                     if ref.applies_to(row):
                         refs.setdefault((row.label, ref.column), ref)
         table_notes = {r.label: notes[r.label] for r in members if r.label in notes} if DELTA_M in metrics else {}
-        tables.append(Table(metrics, members, cells, refs, error, table_notes, tuple(delta_m or ()) if DELTA_M in metrics else ()))
+        tables.append(
+            Table(metrics, members, cells, refs, error, table_notes, tuple(delta_m or ()) if DELTA_M in metrics else (), dataset)
+        )
     return tables
 
 
@@ -396,10 +408,22 @@ def _citations(tables: list[Table]) -> list[Reference]:
     return seen
 
 
+def _titled(tables: list[Table], table: Table) -> bool:
+    """Tables are titled by their dataset when there are several (a single table needs no title)."""
+    return len(tables) > 1 and table.dataset is not None
+
+
+def _file_prefix(tables: list[Table], table: Table) -> str:
+    return f"{_safe(table.dataset)}_" if _titled(tables, table) else ""
+
+
 def to_markdown(tables: list[Table]) -> str:
     cites = _citations(tables)
     lines = []
     for table in tables:
+        if _titled(tables, table):
+            lines.append(f"Dataset `{table.dataset}`:")
+            lines.append("")
         refcols = _ref_columns(table)
         header = ["experiment", "n"]
         for m in table.metrics:
@@ -529,6 +553,8 @@ def to_latex(tables: list[Table]) -> str:
     cites = _citations(tables)
     out = []
     for table in tables:
+        if _titled(tables, table):
+            out.append(f"% dataset {table.dataset}")
         refcols = _ref_columns(table)
         ncols = 2 + len(table.metrics) + len(refcols)
         out.append(r"\begin{tabular}{l" + "r" * (ncols - 1) + "}")
@@ -669,9 +695,10 @@ def plot_bars(tables: list[Table], out_dir: str | Path) -> list[Path]:
             ax.set_xticks(range(len(labels)))
             ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)
             ax.set_ylabel(f"{metric} (%)")
-            ax.set_title(f"mean ± {table.error}" + (" (dashed: published)" if table.references else ""), fontsize=8)
+            title = f"mean ± {table.error}" + (" (dashed: published)" if table.references else "")
+            ax.set_title(f"{table.dataset}: {title}" if table.dataset else title, fontsize=8)
             fig.tight_layout()
-            path = out_dir / f"bars_{_safe(metric)}.png"
+            path = out_dir / f"bars_{_file_prefix(tables, table)}{_safe(metric)}.png"
             fig.savefig(path, dpi=120)
             plt.close(fig)
             paths.append(path)
@@ -715,9 +742,10 @@ def plot_task_pairs(tables: list[Table], out_dir: str | Path) -> list[Path]:
                             fontsize=6)
         ax.set_xlabel(f"{x_metric} (%)")
         ax.set_ylabel(f"{y_metric} (%)")
-        ax.set_title(f"mean ± {table.error} over seeds; dashed: single-task rows", fontsize=8)
+        title = f"mean ± {table.error} over seeds; dashed: single-task rows"
+        ax.set_title(f"{table.dataset}: {title}" if table.dataset else title, fontsize=8)
         fig.tight_layout()
-        path = out_dir / f"tasks_{_safe(x_metric)}_vs_{_safe(y_metric)}.png"
+        path = out_dir / f"tasks_{_file_prefix(tables, table)}{_safe(x_metric)}_vs_{_safe(y_metric)}.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
         paths.append(path)

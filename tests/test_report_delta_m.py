@@ -14,10 +14,11 @@ CPU = {"device": "cpu", "cpu": "x86_64", "cpu_count": 2, "torch_threads": 1}
 GPU = {"device": "cuda", "gpu": "NVIDIA H100", "cpu_count": 16, "torch_threads": 16}
 
 
-def write_run(folder, label, seed, metrics, report=(LEFT, RIGHT), hardware=CPU, steps=200, epochs=2, per_epoch=100):
+def write_run(folder, label, seed, metrics, report=(LEFT, RIGHT), hardware=CPU, steps=200, epochs=2, per_epoch=100,
+              dataset="multimnist"):
     record = {
         "name": label, "seed": seed,
-        "config": {"report": list(report), "data": {"dataset": "multimnist", "batch_size": 256},
+        "config": {"report": list(report), "data": {"dataset": dataset, "batch_size": 256},
                    "train": {"epochs": epochs, "steps_per_epoch": per_epoch}},
         "metrics": metrics, "steps": steps, "epochs_run": epochs, "train_seconds": 10.0 + seed,
         "hardware": hardware,
@@ -36,14 +37,14 @@ MTL = {
 }
 
 
-def make_suite(folder, prefix=""):
+def make_suite(folder, prefix="", dataset="multimnist"):
     for seed, value in SINGLE_LEFT.items():
-        write_run(folder, f"{prefix}single/left", seed, {LEFT: value})
+        write_run(folder, f"{prefix}single/left", seed, {LEFT: value}, dataset=dataset)
     for seed, value in SINGLE_RIGHT.items():
-        write_run(folder, f"{prefix}single/right", seed, {RIGHT: value})
+        write_run(folder, f"{prefix}single/right", seed, {RIGHT: value}, dataset=dataset)
     for name, seeds in MTL.items():
         for seed, (left, right) in seeds.items():
-            write_run(folder, f"{prefix}{name}", seed, {LEFT: left, RIGHT: right})
+            write_run(folder, f"{prefix}{name}", seed, {LEFT: left, RIGHT: right}, dataset=dataset)
     return folder
 
 
@@ -103,17 +104,23 @@ def test_lower_is_better_metrics_count_a_decrease_as_a_gain(tmp_path):
 def test_each_row_uses_the_baselines_beside_it(tmp_path):
     folder = make_suite(tmp_path / "runs", prefix="multimnist/")
     # a second dataset whose single-task models are half as accurate: the same MTL numbers are a big gain there
+    fashion = dict(dataset="multifashion")
     for seed in SINGLE_LEFT:
-        write_run(folder, "multifashion/single/left", seed, {LEFT: SINGLE_LEFT[seed] / 2})
-        write_run(folder, "multifashion/single/right", seed, {RIGHT: SINGLE_RIGHT[seed] / 2})
+        write_run(folder, "multifashion/single/left", seed, {LEFT: SINGLE_LEFT[seed] / 2}, **fashion)
+        write_run(folder, "multifashion/single/right", seed, {RIGHT: SINGLE_RIGHT[seed] / 2}, **fashion)
         left, right = MTL["mtl/good"][seed]
-        write_run(folder, "multifashion/mtl/good", seed, {LEFT: left, RIGHT: right})
+        write_run(folder, "multifashion/mtl/good", seed, {LEFT: left, RIGHT: right}, **fashion)
     # a third dataset whose right-task baseline has not run yet: no Δm for it, and the report says why
     for seed in (0, 1):
-        write_run(folder, "multifashion-mnist/single/left", seed, {LEFT: 0.9})
-        write_run(folder, "multifashion-mnist/mtl/equal", seed, {LEFT: 0.9, RIGHT: 0.8})
+        write_run(folder, "multifashion-mnist/single/left", seed, {LEFT: 0.9}, dataset="multifashion-mnist")
+        write_run(folder, "multifashion-mnist/mtl/equal", seed, {LEFT: 0.9, RIGHT: 0.8}, dataset="multifashion-mnist")
     rows = collect_rows(folder)
-    cells = build_tables(rows, "std", [], ["single/left", "single/right"])[0].cells
+    tables = build_tables(rows, "std", [], ["single/left", "single/right"])
+    # one table per dataset, so "best" compares rows of the same dataset only
+    assert [t.dataset for t in tables] == ["multifashion", "multifashion-mnist", "multimnist"]
+    assert {r.label for r in tables[0].rows} == {"multifashion/single/left", "multifashion/single/right", "multifashion/mtl/good"}
+    assert tables[2].cells[("multimnist/mtl/good", LEFT)].best and tables[0].cells[("multifashion/mtl/good", LEFT)].best
+    cells = {key: cell for table in tables for key, cell in table.cells.items()}
     assert cells[("multimnist/mtl/good", DELTA_M)].mean == pytest.approx(expected_delta_m("mtl/good")[0])
     base_left, base_right = statistics.mean(SINGLE_LEFT.values()) / 2, statistics.mean(SINGLE_RIGHT.values()) / 2
     fashion = statistics.mean(
@@ -121,9 +128,14 @@ def test_each_row_uses_the_baselines_beside_it(tmp_path):
     )
     assert cells[("multifashion/mtl/good", DELTA_M)].mean == pytest.approx(fashion)
     assert ("multifashion-mnist/mtl/equal", DELTA_M) not in cells
-    text = make_report(folder, "md", "std", references=None, tensorboard=False, delta_m=["single/left", "single/right"])
+    text = make_report(folder, "md", "std", references=None, tensorboard=False, delta_m=["single/left", "single/right"],
+                       plots=tmp_path / "plots")
     assert f"No Δm for `multifashion-mnist/mtl/equal`: no baseline reports {RIGHT}." in text
-    assert table_lines(text)["multifashion-mnist/mtl/equal"].endswith("| n/a |")
+    assert text.startswith("Dataset `multifashion`:\n\n| experiment |") and "Dataset `multimnist`:" in text
+    assert "| multifashion-mnist/mtl/equal | 2 | 90.0 ± 0.0 | 80.0 ± 0.0 | n/a |" in text
+    for dataset in ("multimnist", "multifashion", "multifashion-mnist"):
+        assert (tmp_path / "plots" / f"bars_{dataset}_test_left_accuracy.png").is_file()
+    assert (tmp_path / "plots" / "tasks_multifashion_test_left_accuracy_vs_test_right_accuracy.png").is_file()
 
 
 def test_baseline_mistakes_are_errors_that_say_what_is_wrong(tmp_path, capsys):

@@ -119,7 +119,8 @@ def _cmd_run(args) -> int:
             raise ConfigError("--only applies to suite files")
         name, runs = plan_single(args.config, args.output, args.seeds, overrides)
     out_dir = Path(args.output) / name
-    print(f"{name}: {len(runs)} run(s) → {out_dir}", flush=True)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: once, from rank 0
+        print(f"{name}: {len(runs)} run(s) → {out_dir}", flush=True)
     write_manifest(out_dir, runs)
     footer = [
         f"Table saved to {out_dir / 'results.md'}; per-run records: {out_dir}/*/seed*/record.json",

@@ -467,7 +467,8 @@ def to_markdown(tables: list[Table]) -> str:
         for i, ref in enumerate(cites, 1):
             what = ", ".join(x for x in (ref.label, ref.setting) if x)
             lines.append(f"[{i}] {what}: {ref.value:g}. {ref.source}")
-    groups = provenance([row for table in tables for row in table.rows])
+    all_rows = [row for table in tables for row in table.rows]
+    groups = provenance(all_rows)
     if groups:
         lines.append("")
         lines.append("Hardware and training budget, as recorded by the runs:")
@@ -476,7 +477,8 @@ def to_markdown(tables: list[Table]) -> str:
         lines.append("|---|---|---|---|")
         for group in groups:
             seconds = "n/a" if group.seconds is None else f"{group.seconds:.0f} s"
-            lines.append(f"| {group.hardware} | {group.budget} | {seconds} | {', '.join(group.labels)} |")
+            which = f"all {len(all_rows)}" if len(groups) == 1 else ", ".join(group.labels)
+            lines.append(f"| {group.hardware} | {group.budget} | {seconds} | {which} |")
     return "\n".join(lines)
 
 

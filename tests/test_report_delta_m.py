@@ -169,6 +169,8 @@ def test_cli_csv_latex_and_plots_carry_delta_m(tmp_path, capsys):
 
 def test_the_report_states_hardware_and_budget_per_row(tmp_path):
     folder = make_suite(tmp_path / "runs")
+    text = make_report(folder, "md", "std", references=None, tensorboard=False)
+    assert text.endswith("| cpu: x86_64, 2 cores, 1 torch thread(s) | 200 steps (2 epochs × 100 steps), batch 256 | 11 s | all 4 |")
     # one seed of one experiment ran elsewhere, with another budget
     write_run(folder, "mtl/gpu", 0, {LEFT: 0.9, RIGHT: 0.8}, hardware=GPU, steps=2000, epochs=10, per_epoch=None)
     text = make_report(folder, "md", "std", references=None, tensorboard=False)

@@ -370,6 +370,15 @@ def write_manifest(suite_dir: str | Path, runs: list[PlannedRun]) -> Path | None
     return path
 
 
+def mean_std_cell(values: list[float], empty: str = "n/a") -> str:
+    """``mean ± sample std`` of ``values`` with one decimal (the value alone for one run)."""
+    if not values:
+        return empty
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
 def summarise(records: list[dict], runs: list[PlannedRun] | None = None) -> str:
     """Markdown tables of mean ± std over seeds, one table per set of reported metrics.
 
@@ -390,12 +399,7 @@ def summarise(records: list[dict], runs: list[PlannedRun] | None = None) -> str:
             cells = [name, str(len(recs))]
             for metric in metrics:
                 values = [100.0 * r["metrics"][metric] for r in recs if metric in r["metrics"]]
-                if not values:
-                    cells.append("n/a")
-                elif len(values) == 1:
-                    cells.append(f"{values[0]:.1f}")
-                else:
-                    cells.append(f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}")
+                cells.append(mean_std_cell(values))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines.append("Accuracies in %, mean ± sample standard deviation over seeds (n runs).")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from mtl._io import atomic_write_bytes
 
-from .suite import execute, plan_single
+from .suite import execute, mean_std_cell, plan_single
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "experiments" / "transfer"
 PRETRAIN = CONFIGS / "pretrain_mnist_lenet.yaml"
@@ -87,12 +87,7 @@ def table(records: list[dict], targets: list[str], pretrain: dict) -> str:
             cells = []
             for labels in LABELS:
                 values = by_name.get(f"{target}/{labels}/{strategy}", [])
-                if not values:
-                    cells.append("—")
-                elif len(values) == 1:
-                    cells.append(f"{values[0]:.1f} (1)")
-                else:
-                    cells.append(f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} ({len(values)})")
+                cells.append(f"{mean_std_cell(values)} ({len(values)})" if values else "—")
             lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

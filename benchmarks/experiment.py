@@ -145,17 +145,12 @@ def build_problem(cfg: DictConfig, device: torch.device):
 
 
 def build_backbone(name: str, args, weights: str | None, where: str, *, channels: int, image_size: int):
-    """One backbone: a registry network (optionally from a checkpoint), or a torchvision/timm
-    classification network without its classifier (``mtl.pretrained_backbone``)."""
-    args = dict(args or {})
-    if name in registry.BACKBONE_ENTRIES and weights is None:
-        backbone = registry.build(registry.BACKBONE_ENTRIES, "backbone", name, args,
-                                  {"in_channels": channels, "image_size": image_size})
-        backbone.backbone_spec = {"name": name, "kwargs": {**args, "in_channels": channels, "image_size": image_size}}
-        return backbone
+    """One backbone: a registry network (random, or from a checkpoint) or a torchvision/timm
+    classification network without its classifier, all through ``mtl.pretrained_backbone``
+    (which records ``backbone_spec`` for :func:`save_trained_backbone` and loads strictly)."""
     if name in registry.BACKBONE_ENTRIES:
-        registry.build(registry.BACKBONE_ENTRIES, "backbone", name, args, {"in_channels": channels, "image_size": image_size})
-        args.update(in_channels=channels, image_size=image_size)
+        _, kwargs = registry.checked_arguments(registry.BACKBONE_ENTRIES, "backbone", name, args,
+                                               {"in_channels": channels, "image_size": image_size})
     elif not name.startswith("timm:") and name not in supported_backbones():
         raise ConfigError(
             f"{where}.backbone: unknown backbone {name!r}; choose one of {', '.join(sorted(registry.BACKBONE_ENTRIES))}, "
@@ -164,18 +159,16 @@ def build_backbone(name: str, args, weights: str | None, where: str, *, channels
         )
     elif channels != 3:
         raise ConfigError(f"{where}.backbone={name!r} reads 3-channel images but the data has {channels}; set data.channels=3")
-    if weights is not None and _is_local_path(weights) and not Path(weights).is_file():
-        raise ConfigError(f"{where}.weights: checkpoint file not found: {weights}")
+    else:
+        kwargs = dict(args or {})
     try:
-        return pretrained_backbone(name, weights=weights, **args)
+        return pretrained_backbone(name, weights=weights, **kwargs)
+    except FileNotFoundError as error:
+        raise ConfigError(f"{where}.weights: checkpoint file not found: {weights} ({error})") from error
     except CheckpointMismatchError as error:
         raise ConfigError(f"{where}.weights={weights!r} does not fit backbone {name!r}: {error}") from error
-    except (ValueError, TypeError, KeyError) as error:
+    except (ValueError, TypeError, KeyError, RuntimeError) as error:
         raise ConfigError(f"{where}: cannot build backbone {name!r} with weights={weights!r}: {error}") from error
-
-
-def _is_local_path(weights: str) -> bool:
-    return os.sep in weights or weights.endswith((".pt", ".pth", ".ckpt", ".bin", ".tar"))
 
 
 def labelled_subset(dataset, per_class: int, data_seed: int) -> ImageSplit:
@@ -306,7 +299,7 @@ def check_backbone_export(cfg: DictConfig) -> None:
         raise ConfigError("train.save_backbone saves one backbone: use model.architecture=hps without model.stack")
 
 
-def save_trained_backbone(cfg: DictConfig, backbone, run_dir: Path) -> str:
+def save_trained_backbone(backbone, run_dir: Path) -> str:
     """Write ``backbone`` to ``<run_dir>/backbone.pt`` so ``model.weights=<that path>`` loads it."""
     spec = backbone.backbone_spec  # set by build_backbone / pretrained_backbone: how to rebuild it
     save_backbone(backbone, run_dir / BACKBONE_FILE, name=spec["name"], kwargs=spec["kwargs"])
@@ -322,7 +315,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> dict:
     trainer = build_trainer(cfg, run_dir, callbacks)
     result = trainer.fit()
     if cfg.train.save_backbone:  # the reported (selected) weights: fit() loaded them for the test evaluation
-        result["backbone_path"] = save_trained_backbone(cfg, trainer.problem.model.backbone, run_dir)
+        result["backbone_path"] = save_trained_backbone(trainer.problem.model.backbone, run_dir)
     record = {
         "name": cfg.name,
         "config": config_to_dict(cfg),

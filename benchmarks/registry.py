@@ -132,6 +132,17 @@ def feature_level_methods() -> list[str]:
 
 def build(registry: Mapping[str, Entry], kind: str, name: str, args: Mapping, supplied: Mapping | None = None):
     """Instantiate ``registry[name]`` with config ``args`` plus harness-``supplied`` ones."""
+    entry, call = checked_arguments(registry, kind, name, args, supplied)
+    try:
+        return entry.factory(**call)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{kind} '{name}': {error}") from error
+
+
+def checked_arguments(registry: Mapping[str, Entry], kind: str, name: str, args: Mapping,
+                      supplied: Mapping | None = None) -> tuple[Entry, dict]:
+    """``(entry, keyword arguments)`` for ``registry[name]``: config ``args`` checked against its
+    signature plus the harness-``supplied`` ones it takes; a ConfigError names any problem."""
     if name not in registry:
         raise ConfigError(f"unknown {kind} {name!r}; available: {', '.join(sorted(registry))}")
     entry = registry[name]
@@ -157,10 +168,7 @@ def build(registry: Mapping[str, Entry], kind: str, name: str, args: Mapping, su
     ]
     if missing:
         raise ConfigError(f"{kind} '{name}' needs argument(s) {', '.join(missing)} in its args block")
-    try:
-        return entry.factory(**call)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{kind} '{name}': {error}") from error
+    return entry, call
 
 
 # multi-task architectures: the harness supplies the backbone factory, the task specs and one sample's shape

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .records import atomic_save_png
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -95,7 +97,7 @@ def tsne_plot(source_features, target_features, path, seed: int = 0, title: str 
     axis.set_yticks([])
     axis.legend(loc="best", markerscale=3)
     figure.tight_layout()
-    _save_figure(figure, path)
+    atomic_save_png(figure, path)
     return figure
 
 
@@ -122,17 +124,8 @@ def confusion_plot(matrix, path, title: str = "target confusion matrix"):
     axis.set_title(title)
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
     figure.tight_layout()
-    _save_figure(figure, path)
+    atomic_save_png(figure, path)
     return figure
-
-
-def _save_figure(figure, path) -> None:
-    from .records import atomic_write_bytes
-    import io
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def confusion_matrix(labels, predictions, num_classes: int) -> np.ndarray:

@@ -55,3 +55,12 @@ def hardware(device: torch.device) -> dict[str, object]:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def atomic_save_png(figure, path: str | Path) -> Path:
+    """Render a matplotlib ``figure`` to PNG in memory, then write it atomically (no half-written plots)."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    return atomic_write_bytes(path, buffer.getvalue())

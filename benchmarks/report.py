@@ -668,6 +668,12 @@ def _pyplot():
     return plt
 
 
+def _write_png(fig, path: Path) -> None:
+    from .records import atomic_save_png  # imported here: the report module itself does not need torch
+
+    atomic_save_png(fig, path)
+
+
 def _safe(name: str) -> str:
     name = name.replace(DELTA_M, "delta_m")
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
@@ -701,7 +707,7 @@ def plot_bars(tables: list[Table], out_dir: str | Path) -> list[Path]:
             ax.set_title(f"{table.dataset}: {title}" if table.dataset else title, fontsize=8)
             fig.tight_layout()
             path = out_dir / f"bars_{_file_prefix(tables, table)}{_safe(metric)}.png"
-            fig.savefig(path, dpi=120)
+            _write_png(fig, path)
             plt.close(fig)
             paths.append(path)
     return paths
@@ -748,7 +754,7 @@ def plot_task_pairs(tables: list[Table], out_dir: str | Path) -> list[Path]:
         ax.set_title(f"{table.dataset}: {title}" if table.dataset else title, fontsize=8)
         fig.tight_layout()
         path = out_dir / f"tasks_{_file_prefix(tables, table)}{_safe(x_metric)}_vs_{_safe(y_metric)}.png"
-        fig.savefig(path, dpi=120)
+        _write_png(fig, path)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -783,7 +789,7 @@ def plot_learning_curves(rows: list[Row], out_dir: str | Path) -> list[Path]:
         ax.legend(fontsize=6)
         fig.tight_layout()
         path = out_dir / f"curves_{_safe(metric)}.png"
-        fig.savefig(path, dpi=120)
+        _write_png(fig, path)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -843,7 +849,7 @@ def plot_ablations(rows: list[Row], tables: list[Table], out_dir: str | Path) ->
             ax.set_title(prefix, fontsize=8)
             fig.tight_layout()
             path = out_dir / f"ablation_{_safe(prefix)}_{_safe(metric)}.png"
-            fig.savefig(path, dpi=120)
+            _write_png(fig, path)
             plt.close(fig)
             paths.append(path)
     return paths

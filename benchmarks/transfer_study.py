@@ -29,8 +29,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from mtl._io import atomic_write_bytes
-
+from .records import atomic_save_png, atomic_write_bytes
 from .suite import execute, mean_std_cell, plan_single
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "experiments" / "transfer"
@@ -123,8 +122,7 @@ def plot(records: list[dict], targets: list[str], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    atomic_save_png(fig, path)
     plt.close(fig)
 
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-import torch
 from torch import Tensor, nn
 
+from .architectures.base import MultiTaskArchitecture
 from .tasks import TaskSpec
 
 
-class MultiTaskModel(nn.Module):
+class MultiTaskModel(MultiTaskArchitecture):
     """A shared ``backbone`` feeding a dictionary of task ``heads``.
 
     ``forward(x)`` returns ``{task name: head output}``;
@@ -20,7 +20,10 @@ class MultiTaskModel(nn.Module):
     task specs with :meth:`from_tasks`.
 
     Hard parameter sharing is the classic MTL architecture
-    (Caruana, "Multitask Learning", Machine Learning 28, 1997).
+    (Caruana, "Multitask Learning", Machine Learning 28, 1997).  ``task_names``,
+    ``task_specific_parameters`` (the heads) and ``predict`` come from
+    :class:`~mtl.architectures.base.MultiTaskArchitecture`, shared with MMoE,
+    cross-stitch and MTAN.
     """
 
     def __init__(self, backbone: nn.Module, heads: Mapping[str, nn.Module]):
@@ -40,10 +43,6 @@ class MultiTaskModel(nn.Module):
             )
         return cls(backbone, {name: task.make_head(in_features) for name, task in tasks.items()})
 
-    @property
-    def task_names(self) -> list[str]:
-        return list(self.heads.keys())
-
     def forward(self, x: Tensor, return_features: bool = False):
         features = self.backbone(x)
         outputs = {name: head(features) for name, head in self.heads.items()}
@@ -51,15 +50,3 @@ class MultiTaskModel(nn.Module):
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         return self.backbone.parameters()
-
-    def task_specific_parameters(self) -> Iterator[nn.Parameter]:
-        return self.heads.parameters()
-
-    @torch.no_grad()
-    def predict(self, x: Tensor) -> dict[str, Tensor]:
-        was_training = self.training
-        self.eval()
-        try:
-            return self(x)
-        finally:
-            self.train(was_training)

@@ -23,7 +23,6 @@ are skipped, interrupted ones resume, and each run's record holds its full confi
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
 from datetime import date
@@ -131,8 +130,7 @@ def copy_records(runs, output: Path, results: Path) -> None:
         source = run.run_dir / "record.json"
         if source.exists():
             dest = results / "records" / run.run_dir.relative_to(output) / "record.json"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, dest)
+            atomic_write_bytes(dest, source.read_bytes())
 
 
 def main(argv: list[str] | None = None) -> int:

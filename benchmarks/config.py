@@ -325,4 +325,22 @@ def config_hash(cfg: DictConfig | dict, ignore: tuple[str, ...] = ("train.progre
         node.pop(parts[-1], None)
     defaults = OmegaConf.to_container(_schema(), resolve=False, throw_on_missing=False)
     data = _drop_defaults(data, defaults)
+    return _short_hash(data)
+
+
+def _short_hash(data) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_hash(cfg: DictConfig | dict, world_size: int = 1) -> str:
+    """The identity of a run: :func:`config_hash`, plus the data-parallel world size when it is above 1.
+
+    A run trained by ``world_size`` replicas steps with ``world_size`` times the
+    configured batch, so its records and checkpoints must not pass for those of
+    a single-process run of the same config (nor of a different world size).
+    Single-process runs keep the plain config hash, so their records stay valid.
+    """
+    if world_size < 1:
+        raise ValueError(f"world_size must be at least 1, got {world_size}")
+    base = config_hash(cfg)
+    return base if world_size == 1 else _short_hash({"config_hash": base, "data_parallel_world_size": world_size})

@@ -192,6 +192,11 @@ def active() -> Replicas | None:
     return _ACTIVE
 
 
+def world_size() -> int:
+    """How many replicas train each run in this process: the active group's size, or 1."""
+    return 1 if _ACTIVE is None else _ACTIVE.world_size
+
+
 def init_from_env(device_request: str = "auto", timeout_minutes: float = 30.0) -> Replicas:
     """Join the process group described by torchrun's environment (gloo on CPU, nccl on CUDA).
 

@@ -50,7 +50,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from tqdm.auto import tqdm
 
-from .config import ConfigError, config_hash, load_experiment, load_yaml
+from . import distributed
+from .config import ConfigError, load_experiment, load_yaml, run_hash
 from .experiment import RECORD_NAME, run_experiment
 from .records import atomic_write_json
 from .sweep import SourceLines, SweepBlock, format_selection, select_configuration, sweep_blocks
@@ -234,7 +235,7 @@ def read_record(run: PlannedRun) -> dict | None:
     if not path.exists():
         return None
     record = json.loads(path.read_text())
-    if record.get("config_hash") != config_hash(run.config):
+    if record.get("config_hash") != run_hash(run.config, distributed.world_size()):
         raise ConfigError(
             f"{path} was produced by a different configuration than experiment '{run.experiment}' seed {run.seed} "
             "now has; give the changed experiment a new name or output folder (results are never mixed)"

@@ -76,3 +76,17 @@ def test_config_hash_ignores_keys_left_at_their_default():
     assert config_hash(older) == config_hash(cfg)
     assert config_hash(load_experiment(DA, ["train.epochs=3"])) != config_hash(cfg)
     assert config_hash(load_experiment(DA, ["train.progress_bar=false"])) == config_hash(cfg)
+
+
+def test_run_hash_separates_data_parallel_world_sizes():
+    """A DDP run steps with world_size × the batch: its identity differs from a single-process run's."""
+    from benchmarks.config import config_hash, run_hash
+
+    cfg = load_experiment(DA)
+    assert run_hash(cfg) == run_hash(cfg, 1) == config_hash(cfg)  # single-process records stay valid
+    hashes = {run_hash(cfg, n) for n in (1, 2, 4)}
+    assert len(hashes) == 3
+    assert run_hash(cfg, 2) == run_hash(load_experiment(DA), 2)  # deterministic
+    assert run_hash(load_experiment(DA, ["train.epochs=3"]), 2) != run_hash(cfg, 2)
+    with pytest.raises(ValueError, match="world_size"):
+        run_hash(cfg, 0)

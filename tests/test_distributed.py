@@ -222,6 +222,14 @@ def test_torchrun_run_trains_once_and_only_rank0_writes(tmp_path):
     )
     assert again.returncode == 0, again.stderr[-4000:]
     assert (tmp_path / "runs.log").read_text().split().count("start") == 1
+    # a single-process run of the same config trains with half the global batch: its results must not mix
+    single = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "run", "configs/experiments/digits_da.yaml", "method.name=dann", *TINY,
+         "--device", "cpu", "--output", str(tmp_path), "--no-progress"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert single.returncode == 2 and "different configuration" in single.stderr
+    assert json.loads((run_dir / "record.json").read_text()) == record
 
 
 @pytest.mark.slow

@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 from mtl.pretrained import CheckpointMismatchError, pretrained_backbone, save_backbone, supported_backbones
 from mtl.stacking import ConcatBackbones
 
-from . import registry
+from . import distributed, registry
 from .batching import Preprocess
-from .config import ConfigError, config_hash, config_to_dict
+from .config import ConfigError, config_to_dict, run_hash
 from .datasets import DATASETS, dataset_kind, load_dataset
 from .datasets.base import ImageSplit, resize_dataset
 from .devices import seed_everything, select_device
@@ -282,7 +282,7 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
         log_every=cfg.train.log_every,
         gradient_diagnostics_every=cfg.train.gradient_diagnostics_every,
         progress_bar=cfg.train.progress_bar,
-        config_hash=config_hash(cfg),
+        config_hash=run_hash(cfg, distributed.world_size()),
         callbacks=callbacks,
         hparams=_hparams(cfg),
         phase_plan=phase_plan,
@@ -310,6 +310,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> dict:
     """Train one configured run in ``run_dir`` (resuming if a checkpoint is there) and write ``record.json``."""
     run_dir = Path(run_dir)
     started = datetime.now(timezone.utc)
+    commit = git_commit()  # the code the run starts with, not whatever is checked out when it ends
     wall = time.perf_counter()
     check_backbone_export(cfg)
     trainer = build_trainer(cfg, run_dir, callbacks)
@@ -319,14 +320,14 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> dict:
     record = {
         "name": cfg.name,
         "config": config_to_dict(cfg),
-        "config_hash": config_hash(cfg),
+        "config_hash": run_hash(cfg, distributed.world_size()),
         "seed": cfg.train.seed,
         **result,
         "wall_seconds": time.perf_counter() - wall,
         "started": started.isoformat(),
         "finished": datetime.now(timezone.utc).isoformat(),
         "versions": package_versions(),
-        "git": git_commit(),
+        "git": commit,
         "hardware": hardware(trainer.device),
     }
     atomic_write_json(run_dir / RECORD_NAME, record)

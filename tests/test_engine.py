@@ -28,6 +28,25 @@ def test_each_da_method_runs_end_to_end(tmp_path, tiny_overrides, method):
     assert {"commit", "dirty"} <= set(saved["git"])
 
 
+def test_record_names_the_commit_the_run_started_with(tmp_path, tiny_overrides, monkeypatch):
+    """A long sweep may span several commits: each record keeps the code its run started from."""
+    import benchmarks.experiment as experiment
+
+    checked_out = {"commit": "at-start", "dirty": False}
+    fit = experiment.Trainer.fit
+
+    def fit_then_check_out_another_commit(self):
+        result = fit(self)
+        checked_out["commit"] = "at-end"  # someone commits / checks out while the run trains
+        return result
+
+    monkeypatch.setattr(experiment, "git_commit", lambda: dict(checked_out))
+    monkeypatch.setattr(experiment.Trainer, "fit", fit_then_check_out_another_commit)
+    record = run_experiment(load_experiment(DA, tiny_overrides), tmp_path)
+    assert record["git"]["commit"] == "at-start"
+    assert json.loads((tmp_path / "record.json").read_text())["git"]["commit"] == "at-start"
+
+
 @pytest.mark.parametrize(
     "weighting", [["weighting.name=equal"], ["weighting.name=uncertainty"], ["weighting.name=static", "weighting.args.weights={left: 1.0, right: 0.5}"]]
 )

@@ -130,6 +130,9 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_list(args) -> int:
+    from adapt.validators import VALIDATORS
+
+    from .config import _schema
     from .datasets import DATASETS
     from .registry import ARCHITECTURES, BACKBONE_ENTRIES, METHODS, WEIGHTINGS
 
@@ -139,12 +142,18 @@ def _cmd_list(args) -> int:
         "weightings": {n: e.summary for n, e in WEIGHTINGS.items()},
         "backbones": {n: e.summary for n, e in BACKBONE_ENTRIES.items()},
         "architectures": {n: e.summary for n, e in ARCHITECTURES.items()},
+        "validators": {n: _validator_line(n, cls, _schema().train.validators) for n, cls in VALIDATORS.items()},
     }
     for section in [args.what] if args.what else sections:
         print(f"{section}:")
         for name, summary in sections[section].items():
             print(f"  {name:<16} {summary}")
     return 0
+
+
+def _validator_line(name: str, cls, defaults) -> str:
+    default = " [computed by default]" if name in defaults else ""
+    return f"{cls.summary}{default}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,8 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(run, "seeds to run (default: the suite's, or train.seed)", "run only these experiments of a suite")
     run.set_defaults(handler=_cmd_run)
 
-    lister = sub.add_parser("list", help="list datasets, methods, weightings, backbones and architectures")
-    lister.add_argument("what", nargs="?", choices=["datasets", "methods", "weightings", "backbones", "architectures"])
+    lister = sub.add_parser(
+        "list", help="list datasets, methods, weightings, backbones, architectures and model-selection validators"
+    )
+    lister.add_argument(
+        "what", nargs="?", choices=["datasets", "methods", "weightings", "backbones", "architectures", "validators"]
+    )
     lister.set_defaults(handler=_cmd_list)
 
     from . import analysis, report, sweep

@@ -19,6 +19,25 @@ def test_list_shows_every_registry(capsys):
         assert name in out
 
 
+def test_list_shows_every_method_and_validator_with_its_paper(capsys):
+    import re
+
+    from adapt.validators import VALIDATORS
+    from benchmarks.registry import METHODS
+
+    for section, registry in (("methods", METHODS), ("validators", VALIDATORS)):
+        assert main(["list", section]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == f"{section}:"
+        listed = {line.split()[0]: line for line in lines[1:]}
+        assert set(listed) == set(registry)
+        # every entry but the two baselines (source-only training, source accuracy) cites a paper year
+        cited = {name for name, line in listed.items() if re.search(r"\b(19|20)\d\d\b", line)}
+        assert set(registry) - cited <= {"source_only", "source_accuracy", "oracle"}
+    assert "upper bound" in listed["oracle"] and "computed by default" in listed["source_accuracy"]
+    assert "computed by default" not in listed["dev"]  # DEV trains a domain classifier: opt-in
+
+
 def test_quickstart_suite_runs_reduced_and_prints_a_table(tmp_path, capsys):
     args = ["run", "configs/suites/quickstart.yaml", *REDUCED, "--seeds", "0", "1", "--output", str(tmp_path), "--no-progress"]
     assert main(args) == 0

@@ -68,6 +68,8 @@ class Validator:
     requires: tuple[str, ...] = ()
     #: True only for validators that read target labels (upper bounds, never for honest selection)
     is_oracle: bool = False
+    #: one line for ``mtlda list validators``: what it scores and the paper it comes from
+    summary: str = ""
 
     def __init__(self):
         if not self.is_oracle and TARGET_TRAIN_LABELS in self.requires:

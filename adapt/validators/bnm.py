@@ -28,6 +28,7 @@ class BNMScore(Validator):
     """
 
     name = "bnm"
+    summary = "batch nuclear norm of target predictions (Cui et al. 2020)"
     requires = (TARGET_TRAIN_LOGITS,)
 
     def score(self, target_train_logits: Tensor) -> float:

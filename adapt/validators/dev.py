@@ -62,6 +62,7 @@ class DEV(Validator):
     """
 
     name = "dev"
+    summary = "deep embedded validation: importance-weighted source risk (You et al. 2019)"
     requires = (SOURCE_VAL_LOGITS, SOURCE_VAL_LABELS, SOURCE_VAL_FEATURES, TARGET_TRAIN_FEATURES)
 
     def __init__(self, C: float = 1.0, max_iter: int = 1000):

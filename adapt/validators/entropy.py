@@ -24,6 +24,7 @@ class Entropy(Validator):
     """
 
     name = "entropy"
+    summary = "negative mean entropy of target predictions (Morerio et al. 2018)"
     requires = (TARGET_TRAIN_LOGITS,)
 
     def score(self, target_train_logits: Tensor) -> float:

@@ -32,6 +32,7 @@ class InfoMax(Validator):
     """
 
     name = "im"
+    summary = "mutual information of target inputs and predictions (Gomes et al. 2010; Musgrave et al. 2022)"
     requires = (TARGET_TRAIN_LOGITS,)
 
     def score(self, target_train_logits: Tensor) -> float:

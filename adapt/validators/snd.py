@@ -32,6 +32,7 @@ class SND(Validator):
     """
 
     name = "snd"
+    summary = "soft neighbourhood density of target predictions (Saito et al. 2021)"
     requires = (TARGET_TRAIN_LOGITS,)
 
     def __init__(self, temperature: float = 0.05, block_size: int = 1024):

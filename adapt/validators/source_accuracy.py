@@ -18,6 +18,7 @@ class SourceAccuracy(Validator):
     """Top-1 accuracy on the source validation split, in [0, 1]; higher is better."""
 
     name = "source_accuracy"
+    summary = "accuracy on held-out labelled source data (the usual protocol without target labels)"
     requires = (SOURCE_VAL_LOGITS, SOURCE_VAL_LABELS)
 
     def score(self, source_val_logits: Tensor, source_val_labels: Tensor) -> float:

@@ -417,6 +417,15 @@ def _file_prefix(tables: list[Table], table: Table) -> str:
     return f"{_safe(table.dataset)}_" if _titled(tables, table) else ""
 
 
+def _published_cell(ref: Reference, number: int, ours: Cell | None) -> str:
+    """The published value, its citation number and how far our mean is from it (ours − published)."""
+    text = f"{ref.value:g} [{number}]"
+    if ours is not None and not math.isnan(ours.mean):
+        gap = ours.mean - ref.value
+        text += f" (ours {'−' if gap < 0 else '+'}{abs(gap):.1f})"
+    return text
+
+
 def to_markdown(tables: list[Table]) -> str:
     cites = _citations(tables)
     lines = []
@@ -446,13 +455,14 @@ def to_markdown(tables: list[Table]) -> str:
                 cells.append(text)
                 if m in refcols:
                     ref = table.references.get((row.label, m))
-                    cells.append(f"{ref.value:g} [{cites.index(ref) + 1}]" if ref else "")
+                    cells.append(_published_cell(ref, cites.index(ref) + 1, cell) if ref else "")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     error = tables[0].error if tables else "std"
     lines.append(
         f"Accuracies in %, mean ± {ERROR_TEXT[error]} over seeds (n runs). Bold: best per column. "
         f"†: differs from the best significantly (paired t-test over matched seeds, p < {ALPHA})."
+        + (" Published: the cited number, then our mean minus it (negative: we fall short)." if cites else "")
     )
     names = sorted({n for t in tables for n in t.delta_m_baselines})
     if names:

@@ -62,6 +62,7 @@ def test_markdown_marks_best_significance_and_published_numbers(tmp_path):
     assert "†" in lines["source_only"] and "†" in lines["ablation/no_ramp"]  # clearly worse over matched seeds
     assert "†" not in lines["ablation/base"]  # within noise of the best
     assert "91.7 [" in lines["ablation/base"] and "82.1 [" in lines["source_only"]  # TLLib M→U, beside ours
+    assert "(ours −31.8)" in lines["source_only"]  # mean(50, 52, 49) − 82.1: the shortfall is in the table
     assert "Transfer-Learning-Library" in text
     # ablation deltas against the base, over matched seeds
     assert "Ablation 'ablation' vs its base" in text and "| ablation/no_ramp | -9.7 |" in text

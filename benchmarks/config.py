@@ -81,6 +81,11 @@ class ModelConfig:
     architecture: str = "hps"
     #: the architecture's own constructor arguments (e.g. num_experts for mmoe)
     architecture_args: Dict[str, Any] = field(default_factory=dict)
+    #: width of a Linear–BatchNorm–ReLU–Dropout bottleneck between the backbone and the heads
+    #: (mtl.WithBottleneck; the heads and the alignment losses read its output); null: none
+    bottleneck_dim: Optional[int] = None
+    #: dropout probability at the end of the bottleneck (with bottleneck_dim only)
+    bottleneck_dropout: float = 0.0
 
 
 @dataclass

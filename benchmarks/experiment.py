@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from mtl.pretrained import CheckpointMismatchError, pretrained_backbone, save_backbone, supported_backbones
+from mtl.bottleneck import WithBottleneck
 from mtl.stacking import ConcatBackbones
 
 from . import distributed, registry
@@ -96,7 +97,8 @@ def build_problem(cfg: DictConfig, device: torch.device):
         specs = [(cfg.model.backbone, cfg.model.args, cfg.model.weights, "model")]
         specs += [(s.backbone, s.args, s.weights, f"model.stack[{i}]") for i, s in enumerate(cfg.model.stack)]
         members = [build_backbone(*spec, channels=channels, image_size=image_size) for spec in specs]
-        return members[0] if len(members) == 1 else ConcatBackbones(members)
+        backbone = members[0] if len(members) == 1 else ConcatBackbones(members)
+        return with_bottleneck(cfg.model, backbone)
 
     if cfg.problem == "domain_adaptation" and cfg.model.architecture != "hps":
         raise ConfigError(
@@ -142,6 +144,19 @@ def build_problem(cfg: DictConfig, device: torch.device):
     else:
         problem = MultiTaskProblem(model, dataset, **common)
     return problem.to(device)
+
+
+def with_bottleneck(model_cfg, backbone):
+    """``backbone`` under the configured bottleneck (model.bottleneck_dim), or unchanged when there is none."""
+    dim, dropout = model_cfg.bottleneck_dim, model_cfg.bottleneck_dropout
+    if dim is None:
+        if dropout:
+            raise ConfigError(f"model.bottleneck_dropout={dropout} needs model.bottleneck_dim (the bottleneck's width)")
+        return backbone
+    try:
+        return WithBottleneck(backbone, dim=dim, dropout=dropout)
+    except ValueError as error:
+        raise ConfigError(f"model.bottleneck_dim/bottleneck_dropout: {error}") from error
 
 
 def build_backbone(name: str, args, weights: str | None, where: str, *, channels: int, image_size: int):
@@ -295,8 +310,10 @@ BACKBONE_FILE = "backbone.pt"
 def check_backbone_export(cfg: DictConfig) -> None:
     if not cfg.train.save_backbone:
         return
-    if cfg.model.stack or cfg.model.architecture != "hps":
-        raise ConfigError("train.save_backbone saves one backbone: use model.architecture=hps without model.stack")
+    if cfg.model.stack or cfg.model.architecture != "hps" or cfg.model.bottleneck_dim is not None:
+        raise ConfigError(
+            "train.save_backbone saves one backbone: use model.architecture=hps without model.stack or model.bottleneck_dim"
+        )
 
 
 def save_trained_backbone(backbone, run_dir: Path) -> str:

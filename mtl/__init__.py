@@ -21,6 +21,7 @@ from .finetune import (
 )
 from .model import MultiTaskModel
 from .stacking import ConcatBackbones
+from .bottleneck import WithBottleneck
 from .pretrained import (
     CheckpointMismatchError,
     load_backbone_state,
@@ -47,6 +48,7 @@ from .weighting import (
 
 __all__ = [
     "ConcatBackbones",
+    "WithBottleneck",
     "CheckpointMismatchError",
     "load_backbone_state",
     "pretrained_backbone",

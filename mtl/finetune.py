@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .backbones import DANNDigitNet, DANNSVHNNet, LeNet, MultiLeNet, SmallConvNet
+from .bottleneck import WithBottleneck
 from .stacking import ConcatBackbones
 
 __all__ = [
@@ -249,7 +250,8 @@ def named_blocks(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
       per Conv/Linear layer with the norm, activation, pooling and dropout layers
       that follow it;
     * :class:`~mtl.stacking.ConcatBackbones`: the members' blocks aligned at the
-      top (block ``d`` from the top holds each member's ``d``-th block from the top).
+      top (block ``d`` from the top holds each member's ``d``-th block from the top);
+    * :class:`~mtl.bottleneck.WithBottleneck`: the backbone's blocks, then the bottleneck.
 
     A remaining classifier with parameters becomes the top block; blocks with no
     parameters are left out.  A :class:`~mtl.MultiTaskModel` is split by its
@@ -260,6 +262,10 @@ def named_blocks(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
         backbone = backbone.backbone
     if isinstance(backbone, ConcatBackbones):
         return _stacked_blocks(backbone)
+    if isinstance(backbone, WithBottleneck):  # the backbone's blocks, then the bottleneck on top
+        found = [(f"backbone.{n}", b) for n, b in named_blocks(backbone.backbone)] + [("bottleneck", backbone.bottleneck)]
+        _check_cover(backbone, [b for _, b in found])
+        return found
     found = _torchvision_blocks(backbone)
     if found is None:
         if isinstance(backbone, (LeNet, MultiLeNet, SmallConvNet, DANNDigitNet, DANNSVHNNet)):

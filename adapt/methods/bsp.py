@@ -19,6 +19,13 @@ class BSP(DANN):
     the largest singular values restores discriminability.
 
     Paper defaults: k = 1, β = 1e-4 (constant), on top of DANN with λ = 1.
+    The paper (and TLLib) penalise the output of a Linear–BN–ReLU bottleneck;
+    here the features are whatever the model's backbone outputs, so give BSP
+    one: ``model.bottleneck_dim=256`` (:class:`mtl.WithBottleneck`).  The
+    penalty grows with the squared feature norm: on the DANN paper's MNIST-M
+    network, whose 768 conv features are not normalised, it drove the
+    features to zero within 250 steps (uniform predictions, 11% accuracy on
+    source and target); with the bottleneck the same run trains normally.
     """
 
     term_names = ("domain", "bsp")

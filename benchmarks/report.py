@@ -311,13 +311,21 @@ class Table:
     delta_m_notes: dict[str, str] = field(default_factory=dict)
     #: the baseline names Δm was asked for (empty: no Δm column)
     delta_m_baselines: tuple[str, ...] = ()
-    #: the multi-task dataset the rows trained on (config data.dataset), when they name one
+    #: what the rows trained on: the multi-task dataset (config data.dataset) or the
+    #: domain-adaptation pair "source→target", when the records say
     dataset: str | None = None
 
 
 def _dataset(row: Row) -> str | None:
+    """What the row's numbers are measured on: the multi-task dataset, or the source→target pair."""
     data = row.config.get("data") if isinstance(row.config, dict) else None
-    return data.get("dataset") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    if data.get("dataset"):
+        return data["dataset"]
+    if data.get("source") and data.get("target"):
+        return f"{data['source']}→{data['target']}"
+    return None
 
 
 def build_tables(
@@ -325,8 +333,9 @@ def build_tables(
 ) -> list[Table]:
     """One table per set of reported metrics and dataset, with best-per-column and significance marks.
 
-    Rows of different multi-task datasets (``data.dataset``) go to separate
-    tables, so "best" and the significance tests compare like with like.
+    Rows of different multi-task datasets (``data.dataset``) or domain-adaptation
+    pairs (``data.source``→``data.target``) go to separate tables, so "best" and
+    the significance tests compare like with like.
 
     With ``delta_m`` (baseline experiment names, see :func:`add_delta_m`) the
     tables get a Δm column, marked best and tested like the metric columns.

@@ -109,3 +109,22 @@ def test_report_shows_the_sweep_selection_and_the_cli_works(tmp_path, capsys):
     refs.write_text("references:\n  - value: 50\n    column: test/x\n")
     assert main([str(folder), "--references", str(refs), "--no-tensorboard"]) == 2
     assert "lacks source" in capsys.readouterr().err
+
+
+def test_each_domain_adaptation_pair_gets_its_own_table(tmp_path):
+    """"Best" and the significance marks compare rows of one source→target pair only."""
+    folder = make_records(tmp_path / "runs")
+    for seed, test in {0: 0.95, 1: 0.96, 2: 0.97}.items():  # an easier pair, far above every M→U row
+        record = {
+            "name": "u2m/dann", "seed": seed,
+            "config": {"report": [METRIC], "data": {"source": "usps-esl", "target": "mnist"},
+                       "model": {"backbone": "lenet"}, "method": {"name": "dann", "args": {}}},
+            "metrics": {VAL: 0.9, METRIC: test},
+        }
+        (folder / "u2m" / "dann" / f"seed{seed}").mkdir(parents=True)
+        (folder / "u2m" / "dann" / f"seed{seed}" / "record.json").write_text(json.dumps(record))
+    text = make_report(folder, "md", "std", tensorboard=False)
+    assert "Dataset `mnist→usps-esl`:" in text and "Dataset `usps-esl→mnist`:" in text
+    mu, um = text.split("Dataset `usps-esl→mnist`:")[0], text.split("Dataset `usps-esl→mnist`:")[1].split("\n\n")[1]
+    assert "**81.3 ± 1.5**" in mu  # still the best of its own pair
+    assert "**96.0 ± 1.0**" in um and "95.2 [" in um  # TLLib's U→M DANN number beside the U→M row

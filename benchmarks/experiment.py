@@ -146,6 +146,12 @@ def build_problem(cfg: DictConfig, device: torch.device):
     return problem.to(device)
 
 
+def run_identity(cfg: DictConfig) -> str:
+    """The hash a run's checkpoints and record carry: the config's, plus the data-parallel world size
+    of this process (:func:`benchmarks.config.run_hash`)."""
+    return run_hash(cfg, distributed.world_size())
+
+
 def with_bottleneck(model_cfg, backbone):
     """``backbone`` under the configured bottleneck (model.bottleneck_dim), or unchanged when there is none."""
     dim, dropout = model_cfg.bottleneck_dim, model_cfg.bottleneck_dropout
@@ -297,7 +303,7 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
         log_every=cfg.train.log_every,
         gradient_diagnostics_every=cfg.train.gradient_diagnostics_every,
         progress_bar=cfg.train.progress_bar,
-        config_hash=run_hash(cfg, distributed.world_size()),
+        config_hash=run_identity(cfg),
         callbacks=callbacks,
         hparams=_hparams(cfg),
         phase_plan=phase_plan,
@@ -337,7 +343,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> dict:
     record = {
         "name": cfg.name,
         "config": config_to_dict(cfg),
-        "config_hash": run_hash(cfg, distributed.world_size()),
+        "config_hash": trainer.config_hash,  # the identity its checkpoints carry
         "seed": cfg.train.seed,
         **result,
         "wall_seconds": time.perf_counter() - wall,

@@ -50,9 +50,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from tqdm.auto import tqdm
 
-from . import distributed
-from .config import ConfigError, load_experiment, load_yaml, run_hash
-from .experiment import RECORD_NAME, run_experiment
+from .config import ConfigError, load_experiment, load_yaml
+from .experiment import RECORD_NAME, run_experiment, run_identity
 from .records import atomic_write_json
 from .sweep import SourceLines, SweepBlock, format_selection, select_configuration, sweep_blocks
 
@@ -235,7 +234,7 @@ def read_record(run: PlannedRun) -> dict | None:
     if not path.exists():
         return None
     record = json.loads(path.read_text())
-    if record.get("config_hash") != run_hash(run.config, distributed.world_size()):
+    if record.get("config_hash") != run_identity(run.config):
         raise ConfigError(
             f"{path} was produced by a different configuration than experiment '{run.experiment}' seed {run.seed} "
             "now has; give the changed experiment a new name or output folder (results are never mixed)"

@@ -136,13 +136,14 @@ def _cmd_list(args) -> int:
     from .datasets import DATASETS
     from .registry import ARCHITECTURES, BACKBONE_ENTRIES, METHODS, WEIGHTINGS
 
+    default_validators = _schema().train.validators
     sections = {
         "datasets": {n: f"[{e.kind}] {e.description}" for n, e in DATASETS.items()},
         "methods": {n: e.summary for n, e in METHODS.items()},
         "weightings": {n: e.summary for n, e in WEIGHTINGS.items()},
         "backbones": {n: e.summary for n, e in BACKBONE_ENTRIES.items()},
         "architectures": {n: e.summary for n, e in ARCHITECTURES.items()},
-        "validators": {n: _validator_line(n, cls, _schema().train.validators) for n, cls in VALIDATORS.items()},
+        "validators": {n: _validator_line(n, cls, default_validators) for n, cls in VALIDATORS.items()},
     }
     for section in [args.what] if args.what else sections:
         print(f"{section}:")

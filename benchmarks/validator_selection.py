@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .report import Row, collect_rows, summary
+from .report import Cell, Row, _fmt, collect_rows, summary
 
 ORACLE = "val/oracle/target_accuracy"
 PREFIX = "val/validator/"
@@ -68,7 +68,7 @@ def validator_table(folder: str | Path, error: str = "std") -> str:
                 cells.append("—")
                 continue
             s = summary(values, error)
-            cells.append(f"{s['mean']:.1f}" if s["n"] < 2 else f"{s['mean']:.1f} ± {s['error']:.1f}")
+            cells.append(_fmt(Cell(s["mean"], s["error"], s["n"], {})))
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",

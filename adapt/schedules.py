@@ -27,3 +27,18 @@ def constant(progress: float) -> float:
 
 
 SCHEDULES = {"dann": dann_ramp, "linear": linear_ramp, "constant": constant}
+
+
+def ramp_input(progress: float, step: int, ramp_steps: int | None) -> float:
+    """The argument of a coefficient schedule: training progress, or ``step / ramp_steps`` held at 1.
+
+    With ``ramp_steps`` the ramp runs over a fixed number of absolute steps whatever the run's
+    length.  Transfer-Learning-Library's ``WarmStartGradientReverseLayer(alpha=1, max_iters=1000)``
+    is λ(i) = 2/(1 + exp(−i/1000)) − 1 = :func:`dann_ramp` at p = i/10000, i.e. ``ramp_steps=10000``;
+    past it λ is held at 2/(1 + e^−10) − 1 = 0.99991 where TLLib's keeps creeping towards 1.
+    """
+    if ramp_steps is None:
+        return progress
+    if ramp_steps < 1:
+        raise ValueError(f"ramp_steps must be a positive number of steps, got {ramp_steps}")
+    return min(1.0, step / ramp_steps)

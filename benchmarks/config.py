@@ -107,8 +107,14 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     nesterov: bool = False
-    #: constant | cosine | dann (lr / (1 + 10p)^0.75, Ganin et al. 2016)
+    #: constant | cosine | dann (lr / (1 + 10p)^0.75 over training progress p, Ganin et al. 2016)
+    #: | inverse (lr · (1 + lr_gamma · i)^−lr_decay over the absolute step i: Caffe's "inv" policy,
+    #: the schedule of Transfer-Learning-Library's examples, which is not rescaled by the run's length)
     lr_schedule: str = "constant"
+    #: γ of the inverse schedule (TLLib: 0.001 for its DA scripts, 0.0003 for erm.py)
+    lr_gamma: float = 0.001
+    #: exponent of the inverse schedule (TLLib: 0.75)
+    lr_decay: float = 0.75
     #: learning rate of the weighting's own parameters (uncertainty log-variances); default: lr
     weighting_lr: Optional[float] = None
 
@@ -144,6 +150,13 @@ class TrainConfig:
     device: str = "auto"
     #: bfloat16 autocast on CUDA (ignored with a message elsewhere)
     amp: bool = False
+    #: store the model's weights (and so its convolution outputs) in channels_last memory
+    #: format: the same arithmetic, faster convolutions on x86 CPUs with oneDNN and on tensor cores
+    channels_last: bool = False
+    #: also evaluate the test split after every epoch and keep it in the history (learning
+    #: curves, and the published "best epoch on the target test set" protocol of Transfer-
+    #: Learning-Library, which the report shows as such); never used for selection in training
+    test_every_epoch: bool = False
     #: validation metric used for checkpoint selection and early stopping
     selection_metric: str = MISSING
     selection_mode: str = "max"
@@ -195,7 +208,7 @@ _LIST_ENTRIES = {PhaseConfig: "train.phases", BackboneConfig: "model.stack"}
 PROBLEMS = ("domain_adaptation", "multitask")
 CHOICES = {
     "optim.name": ("sgd", "adam", "adamw"),
-    "optim.lr_schedule": ("constant", "cosine", "dann"),
+    "optim.lr_schedule": ("constant", "cosine", "dann", "inverse"),
     "train.selection_mode": ("max", "min"),
     "train.select": ("best", "last"),
     "problem": PROBLEMS,

@@ -39,14 +39,20 @@ class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite; the last good checkpoint is left in place."""
 
 
-def lr_factor(schedule: str, progress: float) -> float:
-    """Multiplier of the base learning rate at training progress ``p`` ∈ [0, 1]."""
+def lr_factor(schedule: str, progress: float, step: int = 0, gamma: float = 0.001, decay: float = 0.75) -> float:
+    """Multiplier of the base learning rate at training progress ``p`` ∈ [0, 1] (absolute step ``step``).
+
+    ``inverse`` is ``(1 + gamma·step)^−decay``: it depends on the absolute step, not on the
+    run's length, as in Transfer-Learning-Library's ``LambdaLR(lr·(1 + γ·i)^−decay)``.
+    """
     if schedule == "constant":
         return 1.0
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     if schedule == "dann":  # Ganin et al. 2016: μ_p = μ_0 / (1 + α p)^β, α = 10, β = 0.75
         return (1.0 + 10.0 * progress) ** -0.75
+    if schedule == "inverse":
+        return (1.0 + gamma * step) ** -decay
     raise ValueError(f"unknown learning-rate schedule {schedule!r}")
 
 
@@ -68,6 +74,8 @@ class Trainer:
         epochs: int,
         steps_per_epoch: int | None = None,
         lr_schedule: str = "constant",
+        lr_gamma: float = 0.001,
+        lr_decay: float = 0.75,
         selection_metric: str,
         selection_mode: str = "max",
         select: str = "best",
@@ -76,6 +84,7 @@ class Trainer:
         device: torch.device = torch.device("cpu"),
         log_every: int = 20,
         gradient_diagnostics_every: int | None = None,
+        test_every_epoch: bool = False,
         progress_bar: bool = True,
         config_hash: str = "",
         callbacks: Sequence[Callable] = (),
@@ -93,6 +102,7 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch or problem.steps_per_epoch()
         self.total_steps = self.epochs * self.steps_per_epoch
         self.lr_schedule = lr_schedule
+        self.lr_gamma, self.lr_decay = lr_gamma, lr_decay
         lr_factor(lr_schedule, 0.0)  # validate early
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         #: fine-tuning phases (benchmarks.phases.PhasePlan): trainable blocks and lr multipliers per epoch
@@ -112,6 +122,8 @@ class Trainer:
             log.info("mixed precision requested but the device is %s; running in float32", device)
         self.log_every = max(1, log_every)
         self.gradient_diagnostics_every = gradient_diagnostics_every
+        #: evaluate the test split after every epoch, into the history only (learning curves)
+        self.test_every_epoch = test_every_epoch
         self._writer: SummaryWriter | None = None
         self.progress_bar = progress_bar
         self.config_hash = config_hash
@@ -191,7 +203,7 @@ class Trainer:
         return value > self.best_value if self.selection_mode == "max" else value < self.best_value
 
     def _set_lr(self, progress: float) -> float:
-        factor = lr_factor(self.lr_schedule, progress)
+        factor = lr_factor(self.lr_schedule, progress, self.global_step, self.lr_gamma, self.lr_decay)
         for group, base, multiplier in zip(self.optimizer.param_groups, self.base_lrs, self.lr_multipliers):
             group["lr"] = base * factor * multiplier
         return self.optimizer.param_groups[0]["lr"]
@@ -272,7 +284,7 @@ class Trainer:
     def _weighted_step(self, progress: float):
         """Forward, weighting backward, NaN guard, optimiser step."""
         with self._autocast():
-            terms, representation = self.problem.training_terms(progress)
+            terms, representation = self.problem.training_terms(progress, step=self.global_step)
         self.optimizer.zero_grad(set_to_none=True)
         every = self.gradient_diagnostics_every
         if every and len(terms) > 1 and self.global_step % every == 0 and self._writer is not None:
@@ -336,7 +348,14 @@ class Trainer:
             self.best_value, self.best_epoch, self.bad_epochs = value, self.epoch, 0
         else:
             self.bad_epochs += 1
-        self.history.append({"epoch": self.epoch, "step": self.global_step, **val})
+        entry = {"epoch": self.epoch, "step": self.global_step, **val}
+        if self.test_every_epoch:
+            # learning curves only: selection above has already read the validation metrics
+            test = self.problem.evaluate("test")
+            for name, value in test.items():
+                writer.add_scalar(f"curve/{name}", value, self.global_step)
+            entry.update(test)
+        self.history.append(entry)
         state = self._state()
         if self.is_main:
             atomic_torch_save(self.checkpoint_dir / "last.pt", state)

@@ -275,6 +275,9 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = select_device(cfg.train.device)
     problem = build_problem(cfg, device)
+    if cfg.train.channels_last:
+        # the weights in NHWC: oneDNN / cuDNN then run every convolution (and its output) in that layout
+        problem.to(memory_format=torch.channels_last)
     weighting = registry.build(registry.WEIGHTINGS, "weighting", cfg.weighting.name, cfg.weighting.args).to(device)
     if hasattr(weighting, "ensure_terms"):
         # learned per-term parameters (uncertainty log-variances, GradNorm weights) must exist before the optimiser
@@ -294,6 +297,8 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
         epochs=cfg.train.epochs,
         steps_per_epoch=cfg.train.steps_per_epoch,
         lr_schedule=cfg.optim.lr_schedule,
+        lr_gamma=cfg.optim.lr_gamma,
+        lr_decay=cfg.optim.lr_decay,
         selection_metric=cfg.train.selection_metric,
         selection_mode=cfg.train.selection_mode,
         select=cfg.train.select,
@@ -302,6 +307,7 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
         device=device,
         log_every=cfg.train.log_every,
         gradient_diagnostics_every=cfg.train.gradient_diagnostics_every,
+        test_every_epoch=cfg.train.test_every_epoch,
         progress_bar=cfg.train.progress_bar,
         config_hash=run_identity(cfg),
         callbacks=callbacks,

@@ -13,7 +13,7 @@ from ..losses.conditional import (
     entropy_weights,
     multilinear_map,
 )
-from ..schedules import SCHEDULES
+from ..schedules import SCHEDULES, ramp_input
 from .base import AdaptationMethod
 
 
@@ -37,7 +37,9 @@ class CDAN(AdaptationMethod):
     ``1 + exp(−H(g))`` so that confident, transferable ones count more.
 
     Paper defaults: λ = 1 (``trade_off``); the GRL coefficient follows
-    ``schedule`` (the DANN ramp 2/(1+exp(−10p)) − 1) times ``max_coefficient``;
+    ``schedule`` (the DANN ramp 2/(1+exp(−10p)) − 1) times ``max_coefficient``,
+    over the whole run or, with ``ramp_steps``, over that many absolute steps
+    (TLLib: 10000, :func:`adapt.schedules.ramp_input`);
     the exact map while d·C ≤ 4096, otherwise the randomized map with 1024
     outputs; a 1024-1024 discriminator.  As in the reference code, ``g`` is
     detached before the map, so the adversarial signal trains the features, not
@@ -56,6 +58,7 @@ class CDAN(AdaptationMethod):
         trade_off: float = 1.0,
         schedule: str = "dann",
         max_coefficient: float = 1.0,
+        ramp_steps: int | None = None,
         multilinear_limit: int = 4096,
         randomized_dim: int = 1024,
     ):
@@ -73,6 +76,8 @@ class CDAN(AdaptationMethod):
         self.trade_off = float(trade_off)
         self.schedule = SCHEDULES[schedule]
         self.max_coefficient = float(max_coefficient)
+        ramp_input(0.0, 0, ramp_steps)  # validate early
+        self.ramp_steps = ramp_steps
         self.coefficient = 0.0
         self.domain_accuracy: torch.Tensor | None = None
 
@@ -82,8 +87,8 @@ class CDAN(AdaptationMethod):
             return multilinear_map(features, predictions)
         return self.randomized_map(features, predictions)
 
-    def alignment_terms(self, *, source_features, target_features, source_logits, target_logits, progress, **_):
-        self.coefficient = self.max_coefficient * self.schedule(progress)
+    def alignment_terms(self, *, source_features, target_features, source_logits, target_logits, progress, step=0, **_):
+        self.coefficient = self.max_coefficient * self.schedule(ramp_input(progress, step, self.ramp_steps))
         num_source = source_features.shape[0]
         features = torch.cat([source_features, target_features])
         # detached: the reference code conditions on g without training the classifier adversarially

@@ -25,8 +25,11 @@ class Problem(nn.Module):
     def steps_per_epoch(self) -> int:
         raise NotImplementedError
 
-    def training_terms(self, progress: float) -> tuple[dict[str, Tensor], Tensor]:
-        """One training batch → (named loss terms, shared representation)."""
+    def training_terms(self, progress: float, step: int = 0) -> tuple[dict[str, Tensor], Tensor]:
+        """One training batch → (named loss terms, shared representation).
+
+        ``progress`` ∈ [0, 1] is the fraction of the run done, ``step`` the absolute step
+        (schedules that do not scale with the run's length read the latter)."""
         raise NotImplementedError
 
     #: True when the problem performs its own optimiser step (see :meth:`update_step`)

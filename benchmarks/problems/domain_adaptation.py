@@ -156,7 +156,7 @@ class DomainAdaptationProblem(Problem):
     def steps_per_epoch(self) -> int:
         return len(self.source_batches)
 
-    def training_terms(self, progress: float):
+    def training_terms(self, progress: float, step: int = 0):
         source_images, source_labels = self.source_batches.next()
         n_source = source_images.shape[0]
         if self.method.uses_target_in_training:
@@ -178,6 +178,7 @@ class DomainAdaptationProblem(Problem):
             source_logits=None if logits is None else logits[:n_source],
             target_logits=None if logits is None else logits[n_source:],
             progress=progress,
+            step=step,
         )
         clash = set(alignment) & set(terms)
         if clash:

@@ -40,7 +40,7 @@ class MultiTaskProblem(Problem):
     def steps_per_epoch(self) -> int:
         return len(self.batches)
 
-    def training_terms(self, progress: float):
+    def training_terms(self, progress: float, step: int = 0):
         images, labels = self.batches.next()
         outputs, features = self.model(self.preprocess(images), return_features=True)
         return {name: task.loss(outputs[name], labels[name]) for name, task in self.tasks.items()}, features

@@ -1,0 +1,128 @@
+"""The pieces of Transfer-Learning-Library's digits recipe (issue 13) and the suite that states its budget."""
+import math
+
+import pytest
+import torch
+
+from adapt.methods import CDAN, DANN
+from adapt.schedules import dann_ramp, ramp_input
+from benchmarks.config import ConfigError, load_experiment
+from benchmarks.engine import lr_factor
+from benchmarks.experiment import build_trainer, run_experiment
+from benchmarks.suite import plan_suite
+
+DA = "configs/experiments/digits_da.yaml"
+SUITE = "configs/suites/digits_tllib.yaml"
+
+
+def tllib_warm_start(i: int, alpha: float = 1.0, max_iters: int = 1000) -> float:
+    """TLLib's WarmStartGradientReverseLayer coefficient (lo 0, hi 1), written from its formula."""
+    return 2.0 / (1.0 + math.exp(-alpha * i / max_iters)) - 1.0
+
+
+@pytest.mark.parametrize("step", [0, 1, 10, 999, 2500, 10_000, 49_999])
+def test_inverse_schedule_is_tllibs_lambda_over_absolute_steps(step):
+    expected = (1.0 + 0.001 * step) ** -0.75
+    # the progress argument is irrelevant: the schedule does not stretch with the run's length
+    for progress in (0.0, 0.3, 1.0):
+        assert lr_factor("inverse", progress, step, 0.001, 0.75) == pytest.approx(expected, rel=1e-12)
+    assert lr_factor("inverse", 0.5, step, 0.0003, 0.75) == pytest.approx((1.0 + 0.0003 * step) ** -0.75)
+
+
+def test_ramp_steps_10000_is_tllibs_warm_start_grl():
+    for i in range(0, 10_001, 250):
+        assert dann_ramp(ramp_input(0.0, i, 10_000)) == pytest.approx(tllib_warm_start(i), abs=1e-12)
+    # past the horizon ours is held at its end value, TLLib's creeps on towards 1
+    for i in (10_001, 20_000, 50_000):
+        assert abs(dann_ramp(ramp_input(0.0, i, 10_000)) - tllib_warm_start(i)) < 1e-4
+    # without ramp_steps the ramp reads training progress, as before
+    assert ramp_input(0.37, 12_345, None) == 0.37
+    with pytest.raises(ValueError, match="ramp_steps"):
+        ramp_input(0.0, 0, 0)
+
+
+def test_dann_and_cdan_coefficient_follow_the_absolute_step_when_asked():
+    torch.manual_seed(0)
+    source, target = torch.randn(8, 6), torch.randn(8, 6)
+    logits_s, logits_t = torch.randn(8, 3), torch.randn(8, 3)
+    by_steps = DANN(6, hidden_sizes=(8,), ramp_steps=10_000)
+    by_progress = DANN(6, hidden_sizes=(8,))
+    for method in (by_steps, by_progress):
+        method.alignment_terms(source_features=source, target_features=target, progress=0.5, step=1_000)
+    assert by_steps.adversarial.coefficient == pytest.approx(tllib_warm_start(1_000))
+    assert by_progress.adversarial.coefficient == pytest.approx(dann_ramp(0.5))
+    cdan = CDAN(6, 3, hidden_sizes=(8,), ramp_steps=10_000)
+    cdan.alignment_terms(
+        source_features=source, target_features=target, source_logits=logits_s, target_logits=logits_t,
+        progress=0.9, step=3_000,
+    )
+    assert cdan.coefficient == pytest.approx(tllib_warm_start(3_000))
+
+
+def test_trainer_sets_the_inverse_lr_from_the_absolute_step(tmp_path, tiny_overrides):
+    cfg = load_experiment(
+        DA, [*tiny_overrides, "optim.name=sgd", "optim.lr=0.2", "optim.lr_schedule=inverse", "optim.lr_gamma=0.5", "optim.lr_decay=0.75"]
+    )
+    trainer = build_trainer(cfg, tmp_path)
+    trainer.fit()
+    last_step = trainer.global_step - 1  # the lr of the last step taken
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.2 * (1 + 0.5 * last_step) ** -0.75)
+
+
+def test_test_every_epoch_adds_a_learning_curve_without_changing_training(tmp_path, tiny_overrides):
+    plain = run_experiment(load_experiment(DA, [*tiny_overrides, "method.name=dann"]), tmp_path / "plain")
+    curve = run_experiment(
+        load_experiment(DA, [*tiny_overrides, "method.name=dann", "train.test_every_epoch=true"]), tmp_path / "curve"
+    )
+    assert len(curve["history"]) == plain["history"].__len__() == 2
+    for with_test, without in zip(curve["history"], plain["history"]):
+        assert {k: v for k, v in with_test.items() if not k.startswith("test/")} == without
+        assert "test/target/digit/accuracy" in with_test
+    # select=best with the source-validation metric: the final metrics are those of the same weights
+    assert curve["metrics"] == plain["metrics"]
+    selected = next(h for h in curve["history"] if h["epoch"] == curve["selected_epoch"])
+    assert selected["test/target/digit/accuracy"] == curve["metrics"]["test/target/digit/accuracy"]
+
+
+def test_channels_last_stores_conv_weights_nhwc_and_trains_the_same(tmp_path, tiny_overrides):
+    overrides = [*tiny_overrides, "model.backbone=lenet", "data.image_size=28"]
+    nhwc = build_trainer(load_experiment(DA, [*overrides, "train.channels_last=true"]), tmp_path / "nhwc")
+    convs = [m.weight for m in nhwc.problem.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    nhwc.fit()  # before the next build: building seeds the global RNG that training draws from
+    nchw = build_trainer(load_experiment(DA, overrides), tmp_path / "nchw")
+    assert not any(
+        m.weight.is_contiguous(memory_format=torch.channels_last) for m in nchw.problem.modules() if isinstance(m, torch.nn.Conv2d)
+    )
+    nchw.fit()
+    a, b = nhwc.problem.state_dict(), nchw.problem.state_dict()
+    for key in a:  # the same arithmetic in another memory layout: equal up to summation order
+        torch.testing.assert_close(a[key].contiguous(), b[key].contiguous(), rtol=1e-3, atol=1e-4, msg=key)
+
+
+def test_unknown_lr_schedule_is_a_config_error():
+    with pytest.raises(ConfigError, match="optim.lr_schedule"):
+        load_experiment(DA, ["optim.lr_schedule=inv"])
+
+
+def test_the_tllib_suite_states_tllibs_recipe_and_budget(tmp_path):
+    """The budget and recipe the README quotes for configs/suites/digits_tllib.yaml, read from the configs."""
+    _, runs = plan_suite(SUITE, tmp_path, seeds=[0])
+    assert {r.experiment for r in runs} == {f"{t}/{m}" for t in ("m2u", "u2m") for m in ("source_only", "dann", "cdan", "mcc")}
+    for run in runs:
+        cfg = run.config
+        steps = cfg.train.epochs * cfg.train.steps_per_epoch
+        assert steps == 50_000 and cfg.data.batch_size == 128
+        assert steps * cfg.data.batch_size == 6_400_000  # source images seen: TLLib's 20 epochs × 2500 iterations × 128
+        assert cfg.optim.name == "sgd" and cfg.optim.nesterov and cfg.optim.momentum == 0.9
+        assert cfg.optim.lr_schedule == "inverse" and cfg.optim.lr_decay == 0.75
+        assert cfg.optim.lr == (0.01 if run.experiment.startswith("m2u") else 0.1)
+        assert cfg.train.test_every_epoch and cfg.train.select == "last"
+        if cfg.method.name == "source_only":  # TLLib's erm.py defaults
+            assert cfg.model.bottleneck_dim is None
+            assert (cfg.optim.weight_decay, cfg.optim.lr_gamma) == (0.0005, 0.0003)
+        else:  # dann.py / cdan.py / mcc.py defaults
+            assert cfg.model.bottleneck_dim == 256 and cfg.model.bottleneck_dropout == 0.0
+            assert (cfg.optim.weight_decay, cfg.optim.lr_gamma) == (0.001, 0.001)
+        if cfg.method.name in ("dann", "cdan"):
+            assert cfg.method.args.ramp_steps == 10_000

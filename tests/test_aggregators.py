@@ -464,10 +464,11 @@ def test_imtl_paper_normalisation_can_give_ascent_and_ensure_descent_fixes_it():
 
 # ----------------------------------------------------------------------------- Nash-MTL
 @pytest.mark.parametrize("k,d,seed", [(2, 5, 0), (3, 6, 1), (5, 12, 2), (6, 4, 3)])
-def test_nash_weights_solve_the_bargaining_system(k, d, seed):
+@pytest.mark.parametrize("normalize_gram", [True, False])
+def test_nash_weights_solve_the_bargaining_system(k, d, seed, normalize_gram):
     jac = randn(k, d, seed) + 0.5  # shared component: not Pareto-stationary
     gram = jac @ jac.T
-    agg = NashMTL(max_norm=0.0, normalize_gram=False)
+    agg = NashMTL(max_norm=0.0, normalize_gram=normalize_gram)
     out = agg(jac)
     alpha = agg.last_weights
     assert agg.last_converged
@@ -475,11 +476,35 @@ def test_nash_weights_solve_the_bargaining_system(k, d, seed):
     torch.testing.assert_close(gram @ alpha, 1.0 / alpha, rtol=1e-10, atol=0)
     # the exact bargaining solution has |Δθ|^2 = αᵀGα = K
     assert float(out @ out) == pytest.approx(k, rel=1e-10)
-    # authors' normalisation: (G / |G|_F) α = 1/α
-    normalized = NashMTL(max_norm=0.0)
-    normalized(jac)
-    alpha_n = normalized.last_weights
-    torch.testing.assert_close((gram / torch.linalg.matrix_norm(gram)) @ alpha_n, 1.0 / alpha_n, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e-2, 1.0, 1e2])
+def test_nash_matches_the_authors_constraint_at_every_gradient_scale(scale):
+    """The authors' code (methods/weight_methods.py, NashMTL) normalises Gᵀ G by its Frobenius norm f
+    and imposes log(α_i f) + log((Ĝα)_i) ≥ 0 with Ĝ = GᵀG / f, active at the optimum:
+    α_i · f · (Ĝα)_i = 1.  So ‖Δθ‖ = √K before clipping, whatever the scale of the gradients."""
+    jac = scale * (randn(3, 20, seed=7) + 0.3)
+    gram = jac @ jac.T
+    f = torch.linalg.matrix_norm(gram)
+    alpha = NashMTL(max_norm=0.0).bargaining_weights(gram)
+    torch.testing.assert_close(alpha * f * ((gram / f) @ alpha), torch.ones(3, dtype=F64), rtol=1e-9, atol=0)
+    unclipped = NashMTL(max_norm=0.0)(jac)
+    assert float(unclipped.norm()) == pytest.approx(math.sqrt(3), rel=1e-9)
+    # and with the authors' default max_norm = 1 the direction is clipped to norm 1
+    assert float(NashMTL()(jac).norm()) == pytest.approx(1.0, rel=1e-12)
+    # the direction does not depend on the scale: α(c²G) = α(G)/c, so (cJ)ᵀα(c²G) = Jᵀα(G)
+    reference = NashMTL(max_norm=0.0)(randn(3, 20, seed=7) + 0.3)
+    torch.testing.assert_close(unclipped, reference, rtol=1e-8, atol=1e-12)
+
+
+def test_nash_small_gradients_reproduction_of_issue_18():
+    """Issue 18's reproduction: J = 1e-2·randn(2, 20) (seed 0).  The previous solution on the
+    normalised Gram matrix gave a direction of norm 0.074; the authors' definition (and TorchJD's
+    NashMTL) gives √2 before clipping to max_norm = 1, i.e. 1.0."""
+    torch.manual_seed(0)
+    jac = (1e-2 * torch.randn(2, 20)).double()
+    assert float(NashMTL(max_norm=0.0)(jac).norm()) == pytest.approx(math.sqrt(2), rel=1e-9)
+    assert float(NashMTL()(jac).norm()) == pytest.approx(1.0, rel=1e-12)
 
 
 def test_nash_conflicting_gradients_and_max_norm():

@@ -9,13 +9,15 @@ Update rule
     With ``G`` the ``d × K`` matrix whose columns are the task gradients, the
     Nash bargaining solution in a ball is ``Δθ = G α`` where ``α ∈ R^K_{>0}``
     solves ``(GᵀG) α = 1/α`` (element-wise reciprocal).  ``GᵀG`` is the
-    ``K × K`` Gram matrix of the gradients.  As in the authors' code the Gram
-    matrix is first divided by its Frobenius norm (``normalize_gram=True``),
-    i.e. ``α`` solves ``(GᵀG / ‖GᵀG‖_F) α = 1/α``; this only rescales
-    ``α`` (by ``‖GᵀG‖_F^{1/2}``) and puts ``Δθ`` on the scale of the
-    gradients (the exact solution of the unnormalised system always has
-    ``‖Δθ‖² = αᵀGᵀGα = K``).  ``normalize_gram=False`` solves the
-    unnormalised system.
+    ``K × K`` Gram matrix of the gradients.  Then ``‖Δθ‖² = αᵀGᵀGα =
+    Σ_k α_k (GᵀGα)_k = K``: before clipping the direction has norm ``√K``
+    whatever the gradients' scale.  The authors' code divides the Gram matrix
+    by its Frobenius norm ``f`` for the solver but multiplies ``f`` back into
+    the constraint (``α_k · f · (Ĝα)_k ≥ 1``, ``Ĝ = GᵀG / f``), so its ``α``
+    solves the system of the raw ``GᵀG``; here the same: ``α̂`` solves
+    ``(GᵀG / f) α̂ = 1/α̂`` (well scaled for Newton's method) and
+    ``α = α̂ / √f``.  ``normalize_gram=False`` solves the raw system directly
+    (same ``α`` up to rounding; only the conditioning differs).
 
     Options from the paper / authors' code: ``update_weights_every`` (recompute
     ``α`` every that many calls and reuse the previous ``α`` in between;
@@ -135,7 +137,8 @@ class NashMTL(WeightedAggregator):
     Args:
         update_weights_every: recompute ``α`` every that many calls (paper: 1).
         max_norm: clip the direction's norm to this if > 0 (authors' code: 1.0).
-        normalize_gram: divide the Gram matrix by its Frobenius norm first (authors' code: True).
+        normalize_gram: solve on the Gram matrix divided by its Frobenius norm and rescale
+            (authors' code: True); the weights are those of the raw system either way.
         max_iter, tol: Newton budget and tolerance on ``max |α (Mα) − 1|``.
     """
 
@@ -196,12 +199,18 @@ class NashMTL(WeightedAggregator):
         return alpha
 
     def _solve(self, gram: Tensor, previous: Tensor | None) -> tuple[Tensor, bool]:
+        """``α`` with ``α ⊙ (Gα) = 1`` for the raw Gram matrix ``G`` (``previous`` on failure)."""
         k = gram.shape[0]
-        m = gram
+        m, fro = gram, 1.0
         if self.normalize_gram:
-            fro = float(torch.linalg.matrix_norm(gram))
-            if fro > 0:
-                m = gram / fro
+            norm = float(torch.linalg.matrix_norm(gram))
+            if norm > 0:
+                m, fro = gram / norm, norm
+        alpha, converged = self._solve_scaled(m, previous if previous is None else previous * math.sqrt(fro), k)
+        # α̂ solves M α̂ = 1/α̂ for M = G / f; α = α̂ / √f solves G α = 1/α (the authors' constraint)
+        return alpha / math.sqrt(fro), converged
+
+    def _solve_scaled(self, m: Tensor, previous: Tensor | None, k: int) -> tuple[Tensor, bool]:
         diag = m.diagonal()
         active = diag > 1e-14 * float(diag.max()) if float(diag.max()) > 0 else torch.zeros(k, dtype=torch.bool)
         alpha = torch.zeros(k, dtype=SOLVE_DTYPE)

@@ -121,10 +121,12 @@ class DANNDigitNet(nn.Module):
     """Feature extractor of Ganin et al., "Domain-Adversarial Training of Neural
     Networks" (JMLR 2016), MNIST→MNIST-M experiment (their Fig. 4, after the
     Caffe MNIST example): conv(32, 5×5) → ReLU → max-pool 2 → conv(48, 5×5) →
-    ReLU → max-pool 2, flattened (768 features for 28×28 inputs).  The paper's
-    label predictor (fc 100 → fc 100 → 10) is the head; set ``feature_dim`` to
-    add those two 100-unit layers to the shared part, as the paper's domain
-    classifier branches off after the convolutions.
+    ReLU → max-pool 2, flattened (768 features for 28×28 inputs).  Only the
+    convolutions are here: the paper's label predictor (fc 100 → fc 100 → 10)
+    is not built; the classifier is the task's head, a single linear layer on
+    these features (:meth:`mtl.tasks.ClassificationTask.make_head`).
+    ``feature_dim`` appends one fully connected layer (Linear → ReLU) of that
+    width to the shared part, so the heads and the alignment losses read it.
     """
 
     def __init__(self, in_channels: int = 3, image_size: int = 28, feature_dim: int | None = None):
@@ -189,10 +191,13 @@ class DANNSVHNNet(nn.Module):
         return self.fc(self.conv(x))
 
 
+from .mlp import MLP  # noqa: E402  (vector inputs; its own module)
+
 BACKBONES: dict[str, type[nn.Module]] = {
     "dann_digits": DANNDigitNet,
     "dann_svhn": DANNSVHNNet,
     "lenet": LeNet,
+    "mlp": MLP,
     "multilenet": MultiLeNet,
     "small_convnet": SmallConvNet,
 }

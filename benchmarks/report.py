@@ -983,6 +983,13 @@ def _cmd_report(args) -> int:
         from .validator_selection import validator_table
 
         text += "\n\n## Checkpoint selection by each validator\n\n" + validator_table(args.folder, args.error)
+    if args.protocols:
+        from .selection_protocols import plot_test_curves, protocol_table
+
+        refs = [] if args.no_references else load_references(args.references or DEFAULT_REFERENCES)
+        text += "\n\n## Target test accuracy under each selection protocol\n\n" + protocol_table(args.folder, refs, args.error)
+        if args.plots:
+            plot_test_curves(args.folder, args.plots, refs)
     if args.output:
         from .records import atomic_write_bytes
 
@@ -1023,6 +1030,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--validators", action="store_true",
                    help="domain adaptation: also tabulate the target accuracy at the epoch each unsupervised "
                    "validator picks, next to the oracle (benchmarks/validator_selection.py)")
+    p.add_argument("--protocols", action="store_true",
+                   help="domain adaptation, runs with train.test_every_epoch: target test accuracy of the last epoch, of "
+                   "each validator's pick and of the best epoch on target test (TLLib's protocol), beside the published "
+                   "number; with --plots also test-accuracy curves (benchmarks/selection_protocols.py)")
     p.set_defaults(handler=_cmd_report)
     return p
 

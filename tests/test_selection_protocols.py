@@ -1,0 +1,57 @@
+"""Target test accuracy under each selection protocol (benchmarks/selection_protocols.py)."""
+import json
+
+import pytest
+
+from benchmarks.report import Reference
+from benchmarks.selection_protocols import BEST_ON_TEST, plot_test_curves, protocol_accuracies, protocol_table
+
+T = "test/target/digit/accuracy"
+
+
+def _record(seed, test, im, snd, batch=128):
+    history = [
+        {"epoch": e, "step": 100 * (e + 1), T: t, "val/validator/im": i, "val/validator/snd": s}
+        for e, (t, i, s) in enumerate(zip(test, im, snd))
+    ]
+    config = {"data": {"source": "mnist", "target": "usps-esl", "batch_size": batch}, "method": {"name": "dann"}}
+    return {"seed": seed, "config": config, "metrics": {T: test[-1]}, "history": history}
+
+
+def test_each_protocol_reads_the_epoch_it_selects():
+    record = _record(0, test=[0.5, 0.9, 0.7], im=[0.1, 0.2, 0.3], snd=[0.3, 0.9, 0.9])
+    got = protocol_accuracies(record)
+    assert got["last"] == pytest.approx(70.0)
+    assert got["im"] == pytest.approx(70.0)  # IM is highest at the last epoch
+    assert got["snd"] == pytest.approx(90.0)  # tie between epochs 1 and 2: the first
+    assert got[BEST_ON_TEST] == pytest.approx(90.0)
+    assert got[BEST_ON_TEST] >= max(v for k, v in got.items() if k != BEST_ON_TEST)
+    # a run trained without train.test_every_epoch has no test curve: nothing to compare
+    assert protocol_accuracies({"history": [{"epoch": 0, "val/validator/im": 0.1}]}) == {}
+
+
+def test_table_shows_mean_over_seeds_and_the_gap_to_the_published_number(tmp_path):
+    for seed, test in enumerate(([0.80, 0.90, 0.85], [0.84, 0.92, 0.87])):
+        run = tmp_path / "m2u" / "dann" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "record.json").write_text(json.dumps(_record(seed, test, im=[0, 1, 2], snd=[2, 1, 0])))
+    ref = Reference(value=91.7, source="TLLib digits table", column=T, match={"method.name": "dann"})
+    text = protocol_table(tmp_path, [ref])
+    row = next(line for line in text.splitlines() if line.startswith("| m2u/dann"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["m2u/dann", "2", "3"]
+    assert cells[3].startswith("86.0 ± ")  # last: (85 + 87) / 2
+    assert cells[4].startswith("86.0")  # IM picks the last epoch
+    assert cells[5].startswith("82.0")  # SND picks the first epoch
+    assert cells[6].startswith("91.0")  # best on test: (90 + 92) / 2
+    assert cells[7] == "91.7 [1] (last -5.7, best-on-test -0.7)"
+    assert "- [1] TLLib digits table" in text
+    paths = plot_test_curves(tmp_path, tmp_path / "plots", [ref])
+    assert [p.name for p in paths] == ["test_curves_m2u.png"] and paths[0].stat().st_size > 0
+
+
+def test_table_says_what_to_do_without_curves(tmp_path):
+    run = tmp_path / "a" / "seed0"
+    run.mkdir(parents=True)
+    (run / "record.json").write_text(json.dumps({"seed": 0, "config": {}, "metrics": {T: 0.5}, "history": [{"epoch": 0}]}))
+    assert "train.test_every_epoch=true" in protocol_table(tmp_path)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._precision import full_precision_statistic
+
 __all__ = ["stepwise_feature_norm_loss", "hard_feature_norm_loss"]
 
 
@@ -27,6 +29,7 @@ def _feature_norms(features: Tensor) -> Tensor:
     return torch.linalg.vector_norm(features.flatten(1), ord=2, dim=1)
 
 
+@full_precision_statistic
 def stepwise_feature_norm_loss(features: Tensor, delta: float = 1.0) -> Tensor:
     """Stepwise AFN (SAFN): ``L = 1/B sum_i (||h_i(theta_0)|| + delta - ||h_i(theta)||)^2``.
 
@@ -44,6 +47,7 @@ def stepwise_feature_norm_loss(features: Tensor, delta: float = 1.0) -> Tensor:
     return (target_norms - norms).pow(2).mean()
 
 
+@full_precision_statistic
 def hard_feature_norm_loss(features: Tensor, radius: float = 25.0) -> Tensor:
     """Hard AFN (HAFN): ``L = (1/B sum_i ||h_i|| - R)^2`` for one domain's batch.
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._precision import full_precision_statistic
+
 __all__ = ["batch_nuclear_norm_loss"]
 
 
+@full_precision_statistic
 def batch_nuclear_norm_loss(logits: Tensor) -> Tensor:
     """BNM loss ``L = -||A||_* / B`` with ``A = softmax(logits)`` of shape ``(B, C)``.
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._precision import full_precision_statistic
+
 __all__ = ["batch_spectral_penalty"]
 
 
@@ -18,6 +20,7 @@ def _top_squared_singular_values(features: Tensor, k: int) -> Tensor:
     return singular_values[:k].pow(2).sum()
 
 
+@full_precision_statistic
 def batch_spectral_penalty(source_features: Tensor, target_features: Tensor, k: int = 1) -> Tensor:
     """BSP penalty ``L = sum_{i=1..k} (sigma_{s,i}^2 + sigma_{t,i}^2)``.
 

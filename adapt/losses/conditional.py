@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._precision import full_precision_statistic
+
 __all__ = [
     "multilinear_map",
     "RandomizedMultilinearMap",
@@ -49,6 +51,7 @@ def _check_pair(features: Tensor, predictions: Tensor) -> None:
         raise ValueError("features and predictions must have the same batch size")
 
 
+@full_precision_statistic
 def multilinear_map(features: Tensor, predictions: Tensor) -> Tensor:
     """CDAN's multilinear conditioning ``T(f, g) = f (x) g``, flattened to ``(batch, d * C)``.
 
@@ -96,6 +99,7 @@ class RandomizedMultilinearMap(nn.Module):
         self.register_buffer("feature_projection", torch.randn(output_dim, feature_dim, generator=generator))
         self.register_buffer("prediction_projection", torch.randn(output_dim, num_classes, generator=generator))
 
+    @full_precision_statistic
     def forward(self, features: Tensor, predictions: Tensor) -> Tensor:
         _check_pair(features, predictions)
         projected_features = features @ self.feature_projection.to(features.dtype).T
@@ -106,6 +110,7 @@ class RandomizedMultilinearMap(nn.Module):
         return f"feature_dim={self.feature_dim}, num_classes={self.num_classes}, output_dim={self.output_dim}"
 
 
+@full_precision_statistic
 def entropy_weights(predictions: Tensor) -> Tensor:
     """CDAN+E entropy-conditioning weights for one domain's batch, shape ``(batch,)``.
 
@@ -134,6 +139,7 @@ def _flat_domain_logits(logits: Tensor) -> Tensor:
     raise ValueError(f"domain logits must have shape (batch,) or (batch, 1), got {tuple(logits.shape)}")
 
 
+@full_precision_statistic
 def conditional_domain_loss(
     source_domain_logits: Tensor,
     target_domain_logits: Tensor,

@@ -9,9 +9,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._precision import full_precision_statistic
+
 __all__ = ["classifier_discrepancy"]
 
 
+@full_precision_statistic
 def classifier_discrepancy(logits_1: Tensor, logits_2: Tensor) -> Tensor:
     """``d(p1, p2) = 1/B sum_i 1/C sum_c |p1_ic - p2_ic|`` with ``p = softmax(logits)``.
 

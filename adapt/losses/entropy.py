@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._precision import full_precision_statistic
+
 __all__ = ["entropy_per_sample", "entropy", "information_maximization"]
 
 
@@ -31,6 +33,7 @@ def _check_logits(logits: Tensor) -> None:
         raise ValueError(f"expected logits of shape (batch, num_classes), got {tuple(logits.shape)}")
 
 
+@full_precision_statistic
 def entropy_per_sample(logits: Tensor) -> Tensor:
     """Shannon entropy ``H(p_i) = -sum_c p_ic log p_ic`` of ``p_i = softmax(logits_i)``, shape ``(batch,)``."""
     _check_logits(logits)
@@ -38,6 +41,7 @@ def entropy_per_sample(logits: Tensor) -> Tensor:
     return -(log_probs.exp() * log_probs).sum(dim=1)
 
 
+@full_precision_statistic
 def entropy(logits: Tensor) -> Tensor:
     """Mean prediction entropy, the entropy-minimisation loss of Grandvalet & Bengio (NeurIPS 2004).
 
@@ -48,6 +52,7 @@ def entropy(logits: Tensor) -> Tensor:
     return entropy_per_sample(logits).mean()
 
 
+@full_precision_statistic
 def information_maximization(logits: Tensor, diversity_weight: float = 1.0) -> Tensor:
     """Information-maximisation loss (RIM, Gomes et al. NeurIPS 2010; as used in SHOT, ICML 2020).
 

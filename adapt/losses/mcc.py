@@ -9,11 +9,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._precision import full_precision_statistic
 from .conditional import entropy_weights
 
 __all__ = ["minimum_class_confusion_loss"]
 
 
+@full_precision_statistic
 def minimum_class_confusion_loss(logits: Tensor, temperature: float = 2.5) -> Tensor:
     """MCC loss on a target batch of logits ``(B, C)``.
 

@@ -34,6 +34,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from ._precision import full_precision_statistic
+
 __all__ = [
     "mean_pairwise_squared_distance",
     "MultiGaussianKernel",
@@ -42,6 +44,7 @@ __all__ = [
 ]
 
 
+@full_precision_statistic
 def mean_pairwise_squared_distance(samples: Tensor) -> Tensor:
     """Mean of ``||z_i - z_j||^2`` over ordered pairs ``i != j`` of the rows of ``samples``.
 
@@ -245,6 +248,7 @@ class MultipleKernelMMD(nn.Module):
         self.kernel = MultiGaussianKernel(num_kernels, kernel_mul, bandwidth)
         self.linear = linear
 
+    @full_precision_statistic
     def forward(self, source_features: Tensor, target_features: Tensor) -> Tensor:
         return _product_kernel_mmd([source_features], [target_features], [self.kernel], self.linear)
 
@@ -295,6 +299,7 @@ class JointMultipleKernelMMD(nn.Module):
         self.kernels = tuple(kernels)
         self.linear = linear
 
+    @full_precision_statistic
     def forward(self, source_layers: Sequence[Tensor], target_layers: Sequence[Tensor]) -> Tensor:
         return _product_kernel_mmd(source_layers, target_layers, self.kernels, self.linear)
 

@@ -87,7 +87,7 @@ class GradDrop(Aggregator):
         self._generators = {}
         for dev, rng_state in state.get("rng_states", {}).items():
             gen = seeded_generator(self.seed, dev)
-            gen.set_state(rng_state)
+            gen.set_state(rng_state.cpu())  # CPU and CUDA generators both take a CPU byte tensor
             self._generators[dev] = gen
 
     def _generator(self, device: torch.device) -> torch.Generator:

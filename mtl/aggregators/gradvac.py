@@ -99,7 +99,7 @@ class GradVac(WeightedAggregator):
         return {"rng_state": self._generator.get_state(), "targets": self.targets, "num_steps": self.num_steps}
 
     def set_extra_state(self, state: dict) -> None:
-        self._generator.set_state(state["rng_state"])
+        self._generator.set_state(state["rng_state"].cpu())  # a CPU byte tensor, whatever map_location did
         targets = state["targets"]
         self._targets = None if targets is None else targets.detach().to(dtype=SOLVE_DTYPE, device="cpu").clone()
         self.num_steps = int(state["num_steps"])

@@ -72,7 +72,7 @@ class PCGrad(WeightedAggregator):
         return {"rng_state": self._generator.get_state()}
 
     def set_extra_state(self, state: dict) -> None:
-        self._generator.set_state(state["rng_state"])
+        self._generator.set_state(state["rng_state"].cpu())  # a CPU byte tensor, whatever map_location did
 
     def projection_coefficients(self, gram: Tensor, orders: list[list[int]] | None = None) -> Tensor:
         """Matrix ``C`` (K, K) with ``g_i^PC = Σ_k C[i, k] g_k``.

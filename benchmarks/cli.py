@@ -9,6 +9,10 @@ from pathlib import Path
 
 from .config import ConfigError
 from .datasets.readers import CorruptDatasetError
+from .records import RunFileError
+
+#: errors whose one-line message says what is wrong and what to do: printed as ``error: …``, exit code 2
+USER_ERRORS = (ConfigError, FileNotFoundError, CorruptDatasetError, RunFileError)
 
 
 def add_run_options(parser: argparse.ArgumentParser, seeds_help: str, only_help: str) -> None:
@@ -194,7 +198,7 @@ def standalone_main(command: str, add_parser, argv: list[str] | None = None) -> 
     args = parser.parse_args([command, *(sys.argv[1:] if argv is None else argv)])
     try:
         return args.handler(args)
-    except (ConfigError, FileNotFoundError, CorruptDatasetError) as error:
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, FileNotFoundError, CorruptDatasetError) as error:
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -28,7 +28,7 @@ from mtl.weighting.gradient import term_jacobian
 from . import distributed
 from .devices import rng_state, set_rng_state
 from .problems.base import Problem
-from .records import atomic_torch_save
+from .records import CheckpointReadError, RunFileError, atomic_torch_save, load_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,11 @@ CHECKPOINT_VERSION = 1
 
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite; the last good checkpoint is left in place."""
+
+
+def _cpu_copy(state: dict) -> dict:
+    """A detached CPU copy of a state dict (the selected epoch's weights, kept while training goes on)."""
+    return {k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
 
 def lr_factor(schedule: str, progress: float, step: int = 0, gamma: float = 0.001, decay: float = 0.75) -> float:
@@ -61,6 +66,13 @@ class Trainer:
 
     ``run_dir`` receives ``checkpoints/last.pt`` (every epoch), ``checkpoints/best.pt``
     (on improvement of ``selection_metric``) and TensorBoard event files under ``tb/``.
+
+    ``last.pt`` is the only file resuming reads, and it is self-contained: besides
+    the training state it holds the weights of the selected (best) epoch, so one
+    atomic write commits both and a kill at any moment leaves them consistent.
+    ``best.pt`` is an export of those weights for ``mtlda analyze``, written after
+    ``last.pt`` and rewritten at the end of a resumed run; the reported test
+    metrics never read it.
     ``callbacks`` are called as ``callback(trainer, epoch)`` after each epoch's checkpoint.
     """
 
@@ -141,6 +153,10 @@ class Trainer:
         self.bad_epochs = 0
         self.history: list[dict] = []
         self.train_seconds = 0.0
+        #: the weights (problem state dict, on the CPU) of epoch ``best_epoch``
+        self._selected_weights: dict | None = None
+        #: the epoch ``best.pt`` is known to hold (None: unknown, e.g. after resuming)
+        self._best_file_epoch: int | None = None
 
     @property
     def is_main(self) -> bool:
@@ -164,13 +180,18 @@ class Trainer:
             "bad_epochs": self.bad_epochs,
             "history": self.history,
             "train_seconds": self.train_seconds,
+            # None: the selected weights are this checkpoint's own "problem" (this epoch is the best)
+            "selected_problem": None if self.best_epoch == self.epoch else self._selected_weights,
         }
 
     def _load(self, state: dict, path: Path) -> None:
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise RuntimeError(f"{path}: checkpoint format {state.get('version')} is not {CHECKPOINT_VERSION}")
+        if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+            version = state.get("version") if isinstance(state, dict) else type(state).__name__
+            raise RunFileError(
+                f"{path}: checkpoint format {version} is not {CHECKPOINT_VERSION}; delete it to restart the run from scratch"
+            )
         if self.config_hash and state.get("config_hash") != self.config_hash:
-            raise RuntimeError(
+            raise RunFileError(
                 f"{path} was written by a different configuration (hash {state.get('config_hash')} != "
                 f"{self.config_hash}); use another run directory or delete it to start over"
             )
@@ -181,20 +202,56 @@ class Trainer:
         set_rng_state(state["rng"])
         for key in ("epoch", "global_step", "best_value", "best_epoch", "bad_epochs", "history", "train_seconds"):
             setattr(self, key, state[key])
+        self._selected_weights = self._restore_selected(state)
+        self._best_file_epoch = None  # best.pt may be older than last.pt (a kill between the two writes)
+
+    def _restore_selected(self, state: dict) -> dict | None:
+        """The selected epoch's weights, from the checkpoint itself (best.pt only for checkpoints written before
+        last.pt carried them, and only if it holds that very epoch)."""
+        if state["best_epoch"] == state["epoch"]:
+            return _cpu_copy(state["problem"])
+        if state.get("selected_problem") is not None:
+            return _cpu_copy(state["selected_problem"])
+        best = self.checkpoint_dir / "best.pt"
+        if best.is_file():
+            exported = self._read(best)
+            if exported.get("epoch") == state["best_epoch"] and exported.get("config_hash") == state.get("config_hash"):
+                return _cpu_copy(exported["problem"])
+        if self.select != "best":
+            log.warning("%s: the weights of epoch %s are gone; best.pt is not refreshed", self.run_dir, state["best_epoch"])
+            return None
+        raise RunFileError(
+            f"{best} does not hold the selected epoch {state['best_epoch']} that {self.checkpoint_dir / 'last.pt'} "
+            "names (a checkpoint of an older version, interrupted between its two writes), so its test metrics "
+            f"cannot be computed; delete {self.checkpoint_dir} to train this run again"
+        )
+
+    def _read(self, path: Path) -> dict:
+        try:
+            return load_weights_only(path, map_location=self.device)
+        except CheckpointReadError as error:
+            raise RunFileError(f"{error} (deleting it restarts this run from scratch)") from error
+
+    def _remove_interrupted_writes(self) -> None:
+        """Temporaries of atomic writes that a kill interrupted (``.last.pt.*``): never read, so just litter."""
+        for name in ("last.pt", "best.pt"):
+            for leftover in self.checkpoint_dir.glob(f".{name}.*"):
+                leftover.unlink(missing_ok=True)
 
     def resume_if_possible(self) -> bool:
+        if self.is_main:
+            self._remove_interrupted_writes()
         path = self.checkpoint_dir / "last.pt"
         if not path.exists():
             return False
-        self._load(torch.load(path, map_location=self.device, weights_only=True), path)
+        self._load(self._read(path), path)
         log.info("resumed %s at epoch %d (step %d)", self.run_dir, self.epoch, self.global_step)
         return True
 
     def load_weights(self, which: str) -> None:
         """Load model (and method) weights from ``best.pt`` or ``last.pt`` for evaluation."""
         path = self.checkpoint_dir / f"{which}.pt"
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self.problem.load_state_dict(state["problem"])
+        self.problem.load_state_dict(self._read(path)["problem"])
 
     # ------------------------------------------------------------------ training
     def _improved(self, value: float) -> bool:
@@ -346,6 +403,7 @@ class Trainer:
         improved = self._improved(value)
         if improved:
             self.best_value, self.best_epoch, self.bad_epochs = value, self.epoch, 0
+            self._selected_weights = _cpu_copy(self.problem.state_dict())
         else:
             self.bad_epochs += 1
         entry = {"epoch": self.epoch, "step": self.global_step, **val}
@@ -358,17 +416,26 @@ class Trainer:
         self.history.append(entry)
         state = self._state()
         if self.is_main:
-            atomic_torch_save(self.checkpoint_dir / "last.pt", state)
+            atomic_torch_save(self.checkpoint_dir / "last.pt", state)  # commits the epoch and its selection at once
             if improved:
-                atomic_torch_save(self.checkpoint_dir / "best.pt", state)
+                self._export_selected(state["problem"])
         if self.replicas is not None:
-            self.replicas.barrier()  # other ranks may read best.pt next: only once rank 0 has written it
+            self.replicas.barrier()  # every rank leaves the epoch with rank 0's checkpoint written
         for callback in self.callbacks:
             callback(self, self.epoch)
 
+    def _export_selected(self, weights: dict) -> None:
+        """Write ``best.pt``: the selected epoch's weights (for ``mtlda analyze``; resuming never reads it)."""
+        export = {"version": CHECKPOINT_VERSION, "config_hash": self.config_hash, "epoch": self.best_epoch, "problem": weights}
+        atomic_torch_save(self.checkpoint_dir / "best.pt", export)
+        self._best_file_epoch = self.best_epoch
+
     def _final_metrics(self, writer: SummaryWriter) -> dict:
+        if self.is_main and self._selected_weights is not None and self._best_file_epoch != self.best_epoch:
+            self._export_selected(self._selected_weights)  # resumed: best.pt may predate last.pt
         if self.select == "best":
-            self.load_weights("best")
+            # the weights last.pt names as selected (in memory), never a best.pt a kill may have left behind
+            self.problem.load_state_dict(self._selected_weights)
         test = self.problem.evaluate("test")
         selected_epoch = self.best_epoch if self.select == "best" else self.epoch
         selected_val = next(h for h in self.history if h["epoch"] == selected_epoch)

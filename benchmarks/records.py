@@ -10,7 +10,31 @@ from pathlib import Path
 
 import torch
 
-from mtl._io import atomic_torch_save, atomic_write_bytes  # noqa: F401  (re-exported for the harness)
+from mtl._io import (  # noqa: F401  (re-exported for the harness)
+    CheckpointReadError,
+    atomic_torch_save,
+    atomic_write_bytes,
+    load_weights_only,
+)
+
+
+class RunFileError(RuntimeError):
+    """A file in a run folder (``record.json``, a checkpoint) cannot be used; the one-line message names it
+    and says what to do."""
+
+
+def read_json_file(path: str | Path, what: str = "record") -> dict:
+    """A JSON object from ``path``; a truncated or damaged file is a :class:`RunFileError` naming it."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunFileError(
+            f"{path}: damaged {what} (not valid JSON: {error}); delete it and rerun (the run is then completed again from its checkpoints)"
+        ) from error
+    if not isinstance(payload, dict):
+        raise RunFileError(f"{path}: damaged {what} (a JSON {type(payload).__name__}, not an object); delete it and rerun")
+    return payload
 
 
 def atomic_write_json(path: str | Path, payload: dict) -> None:

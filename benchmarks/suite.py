@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 
 from .config import ConfigError, load_experiment, load_yaml
 from .experiment import RECORD_NAME, run_experiment, run_identity
-from .records import atomic_write_json
+from .records import atomic_write_json, read_json_file
 from .sweep import SourceLines, SweepBlock, format_selection, select_configuration, sweep_blocks
 
 LOCK_NAME = ".lock"
@@ -233,7 +233,7 @@ def read_record(run: PlannedRun) -> dict | None:
     path = run.run_dir / RECORD_NAME
     if not path.exists():
         return None
-    record = json.loads(path.read_text())
+    record = read_json_file(path)
     if record.get("config_hash") != run_identity(run.config):
         raise ConfigError(
             f"{path} was produced by a different configuration than experiment '{run.experiment}' seed {run.seed} "

@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from ._io import atomic_torch_save
+from ._io import atomic_torch_save, load_weights_only
 from torch import nn
 
 from .backbones import BACKBONES
@@ -298,10 +298,7 @@ def _read_checkpoint(path: Any) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - re-raised with the path
-        raise RuntimeError(f"{path} could not be read as a weights-only checkpoint: {error}") from error
+    payload = load_weights_only(path)  # one-line CheckpointReadError naming the file
     if not isinstance(payload, Mapping):
         raise ValueError(f"{path} holds a {type(payload).__name__}, not a state dict")
     return dict(payload)

@@ -1,0 +1,26 @@
+"""Fine-tuning regularisers as loss terms: keep a fine-tuned network close to where it started.
+
+* :class:`L2SP`: L2 penalty towards the pretrained weights (Li et al., ICML 2018).
+* :class:`BatchSpectralShrinkage`: penalise the smallest singular values of the
+  batch features (Chen et al., NeurIPS 2019).
+* :class:`DELTA`: feature-map distance to the pretrained network with channel
+  attention (Li et al., ICLR 2019).
+
+Each returns a scalar term, so any weighting can balance it with the task
+losses.  ``reads`` on each class names what it needs (parameters, features,
+the network and its input images).
+"""
+from .bss import BatchSpectralShrinkage, batch_spectral_shrinkage
+from .delta import DELTA, attention_weights, default_feature_layers, feature_map_distance
+from .l2_sp import L2SP, l2_sp_penalty
+
+__all__ = [
+    "L2SP",
+    "l2_sp_penalty",
+    "BatchSpectralShrinkage",
+    "batch_spectral_shrinkage",
+    "DELTA",
+    "attention_weights",
+    "default_feature_layers",
+    "feature_map_distance",
+]

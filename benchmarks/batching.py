@@ -16,7 +16,10 @@ from .datasets.base import ImageSplit
 
 
 class Preprocess:
-    """uint8 batch → float, optional grey→RGB replication, then ``(x/255 − mean) / std``."""
+    """uint8 batch → float, optional grey→RGB replication, then ``(x/255 − mean) / std``.
+
+    A float32 batch (vectors stored as C×1×1 images) is not rescaled: ``(x − mean) / std``.
+    """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], channels: int | None, device):
         self.channels = channels
@@ -26,7 +29,7 @@ class Preprocess:
             raise ValueError(f"normalisation std must be positive, got {list(std)}")
 
     def __call__(self, images: Tensor) -> Tensor:
-        x = images.float().div_(255.0)
+        x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
         if self.channels is not None and x.shape[1] != self.channels:
             if x.shape[1] == 1:
                 x = x.expand(-1, self.channels, -1, -1)

@@ -50,6 +50,9 @@ class DataConfig:
     #: DataLoader worker processes for image-folder datasets (in-memory datasets need none)
     workers: int = 4
     val_fraction: float = 0.1
+    #: parameters of configurable datasets, by dataset name, e.g. {moons-rotated: {angle: 40}}
+    #: (`mtlda list datasets` names each one's); every name must be a dataset this config reads
+    args: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     #: keep only this many labelled training images per class (seeded by data_seed; the
     #: transfer-learning "few labels" setting; for domain adaptation it applies to the source).
     #: The validation split is then carved from these. null: all labels
@@ -243,7 +246,7 @@ def _explain(error: OmegaConfBaseException, schema, source: str) -> ConfigError:
 def _schema() -> DictConfig:
     schema = OmegaConf.structured(ExperimentConfig)
     OmegaConf.set_struct(schema, True)
-    for free_form in (schema.model.args, schema.model.architecture_args, schema.method.args, schema.weighting.args):
+    for free_form in (schema.data.args, schema.model.args, schema.model.architecture_args, schema.method.args, schema.weighting.args):
         OmegaConf.set_struct(free_form, False)  # checked against constructor signatures instead
     return schema
 

@@ -22,7 +22,7 @@ from mtl.stacking import ConcatBackbones
 from . import distributed, registry
 from .batching import Preprocess
 from .config import ConfigError, config_to_dict, run_hash
-from .datasets import DATASETS, dataset_kind, load_dataset
+from .datasets import DATASETS, check_dataset_args, dataset_kind, load_dataset
 from .datasets.base import ImageSplit, resize_dataset
 from .devices import seed_everything, select_device
 from .engine import Trainer
@@ -52,12 +52,34 @@ def _load(cfg: DictConfig, key: str, kind: str):
     # a multi-task problem also accepts a single-domain dataset: one task, plain supervised training
     if found != kind and not (key == "dataset" and found == "domain"):
         raise ConfigError(f"data.{key}: dataset {name!r} is a {found} dataset, not a {kind} dataset")
-    dataset = load_dataset(name, data_root(cfg), cfg.data.data_seed, cfg.data.download, cfg.data.image_size)
+    args = dataset_args(cfg, name)
+    try:
+        dataset = load_dataset(name, data_root(cfg), cfg.data.data_seed, cfg.data.download, cfg.data.image_size, args)
+    except (TypeError, ValueError) as error:
+        if not args:
+            raise
+        raise ConfigError(f"data.args.{name}: {error}") from error
     if cfg.data.image_size and dataset.image_size != cfg.data.image_size:
         dataset = resize_dataset(dataset, cfg.data.image_size)
     if cfg.data.labels_per_class is not None and key in ("source", "dataset"):
         dataset = replace(dataset, train=labelled_subset(dataset, cfg.data.labels_per_class, cfg.data.data_seed))
     return dataset
+
+
+def dataset_args(cfg: DictConfig, name: str) -> dict:
+    """``data.args.<name>``, checked against the dataset's parameters; every entry of ``data.args``
+    must name a dataset this config reads (a ConfigError names the key otherwise)."""
+    used = [cfg.data[k] for k in ("dataset", "source", "target") if cfg.data[k]]
+    for key in cfg.data.args:
+        if key not in used:
+            raise ConfigError(f"data.args.{key}: this experiment reads no dataset {key!r} (it reads {', '.join(used)})")
+    args = dict(cfg.data.args.get(name) or {})
+    allowed = DATASETS[name].parameter_names() if name in DATASETS else []
+    for key in args:
+        if key not in allowed:
+            takes = f"its parameters: {', '.join(allowed)}" if allowed else "it takes no parameters"
+            raise ConfigError(f"data.args.{name}.{key}: dataset {name!r} has no parameter {key!r}; {takes}")
+    return check_dataset_args(name, args)
 
 
 def select_tasks(dataset, names):

@@ -62,10 +62,12 @@ class Row:
         return sorted(r["seed"] for r in self.records)
 
     def values(self, metric: str) -> dict[int, float]:
-        """seed → value in % (accuracies are stored as fractions; derived columns are in % already)."""
+        """seed → value: in % for fractions (accuracies are stored as fractions), in the metric's
+        own units for errors such as MSE and MAE (:func:`metric_scale`); derived columns as they are."""
         if metric in self.derived:
             return dict(self.derived[metric])
-        return {r["seed"]: 100.0 * float(r["metrics"][metric]) for r in self.records if metric in r["metrics"]}
+        scale = metric_scale(metric)
+        return {r["seed"]: scale * float(r["metrics"][metric]) for r in self.records if metric in r["metrics"]}
 
 
 def find_records(folder: str | Path) -> list[tuple[Path, dict]]:
@@ -142,8 +144,19 @@ def paired_p_value(a: dict[int, float], b: dict[int, float]) -> float | None:
     return float(stats.ttest_rel(x, y).pvalue)
 
 
+#: metrics in their own units (regression errors), not fractions shown in %
+UNIT_METRICS = ("mse", "mae", "rmse")
+
+
+def metric_scale(metric: str) -> float:
+    """100 for metrics stored as fractions (shown in %), 1 for :data:`UNIT_METRICS` (``test/sum/mae``)."""
+    return 1.0 if metric.rsplit("/", 1)[-1].lower() in UNIT_METRICS else 100.0
+
+
 def lower_is_better(metric: str) -> bool:
-    return any(word in metric.lower() for word in ("loss", "error", "err"))
+    return metric.rsplit("/", 1)[-1].lower() in UNIT_METRICS or any(
+        word in metric.lower() for word in ("loss", "error", "err")
+    )
 
 
 # --------------------------------------------------------------------------- references
@@ -472,6 +485,8 @@ def to_markdown(tables: list[Table]) -> str:
         f"Accuracies in %, mean ± {ERROR_TEXT[error]} over seeds (n runs). Bold: best per column. "
         f"†: differs from the best significantly (paired t-test over matched seeds, p < {ALPHA})."
         + (" Published: the cited number, then our mean minus it (negative: we fall short)." if cites else "")
+        + (" MSE/MAE columns are in the task's own units (lower is better)."
+           if any(metric_scale(m) == 1.0 for t in tables for m in t.metrics if m != DELTA_M) else "")
     )
     names = sorted({n for t in tables for n in t.delta_m_baselines})
     if names:
@@ -693,6 +708,10 @@ def _write_png(fig, path: Path) -> None:
     atomic_save_png(fig, path)
 
 
+def _axis_label(metric: str) -> str:
+    return f"{metric} (%)" if metric_scale(metric) == 100.0 else metric
+
+
 def _safe(name: str) -> str:
     name = name.replace(DELTA_M, "delta_m")
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
@@ -721,7 +740,7 @@ def plot_bars(tables: list[Table], out_dir: str | Path) -> list[Path]:
                     ax.plot([x - 0.4, x + 0.4], [ref.value, ref.value], "k--", linewidth=1)
             ax.set_xticks(range(len(labels)))
             ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)
-            ax.set_ylabel(f"{metric} (%)")
+            ax.set_ylabel(_axis_label(metric))
             title = f"mean ± {table.error}" + (" (dashed: published)" if table.references else "")
             ax.set_title(f"{table.dataset}: {title}" if table.dataset else title, fontsize=8)
             fig.tight_layout()
@@ -767,8 +786,8 @@ def plot_task_pairs(tables: list[Table], out_dir: str | Path) -> list[Path]:
                 ax.axhline(table.cells[(row.label, y_metric)].mean, color="k", linestyle="--", linewidth=0.8)
                 ax.annotate(row.label, (0.02, table.cells[(row.label, y_metric)].mean), xycoords=("axes fraction", "data"),
                             fontsize=6)
-        ax.set_xlabel(f"{x_metric} (%)")
-        ax.set_ylabel(f"{y_metric} (%)")
+        ax.set_xlabel(_axis_label(x_metric))
+        ax.set_ylabel(_axis_label(y_metric))
         title = f"mean ± {table.error} over seeds; dashed: single-task rows"
         ax.set_title(f"{table.dataset}: {title}" if table.dataset else title, fontsize=8)
         fig.tight_layout()
@@ -794,7 +813,7 @@ def plot_learning_curves(rows: list[Row], out_dir: str | Path) -> list[Path]:
             for r in row.records:
                 for h in r.get("history", []):
                     if metric in h:
-                        per_epoch.setdefault(int(h["epoch"]), []).append(100.0 * float(h[metric]))
+                        per_epoch.setdefault(int(h["epoch"]), []).append(metric_scale(metric) * float(h[metric]))
             if not per_epoch:
                 continue
             epochs = sorted(per_epoch)
@@ -804,7 +823,7 @@ def plot_learning_curves(rows: list[Row], out_dir: str | Path) -> list[Path]:
             plt.close(fig)
             continue
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{metric} (%)")
+        ax.set_ylabel(_axis_label(metric))
         ax.legend(fontsize=6)
         fig.tight_layout()
         path = out_dir / f"curves_{_safe(metric)}.png"

@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 from .config import ConfigError, load_experiment, load_yaml
 from .experiment import RECORD_NAME, run_experiment, run_identity
 from .records import atomic_write_json, read_json_file
+from .report import metric_scale
 from .sweep import SourceLines, SweepBlock, format_selection, select_configuration, sweep_blocks
 
 LOCK_NAME = ".lock"
@@ -398,11 +399,11 @@ def summarise(records: list[dict], runs: list[PlannedRun] | None = None) -> str:
         for name, recs in by_experiment.items():
             cells = [name, str(len(recs))]
             for metric in metrics:
-                values = [100.0 * r["metrics"][metric] for r in recs if metric in r["metrics"]]
+                values = [metric_scale(metric) * r["metrics"][metric] for r in recs if metric in r["metrics"]]
                 cells.append(mean_std_cell(values))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    lines.append("Accuracies in %, mean ± sample standard deviation over seeds (n runs).")
+    lines.append("Accuracies in %, errors (MSE, MAE) in the task's units; mean ± sample standard deviation over seeds (n runs).")
     if runs:
         for name, block in sweep_manifest(runs)["sweeps"].items():
             if block["selection"]:

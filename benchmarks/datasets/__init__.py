@@ -1,13 +1,16 @@
 """Dataset registry: every dataset a config can name."""
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .base import ImageDataset, ImageSplit, split_train_val
 from . import standard
 from .image_folder import load_image_folder_domain
 from .embedded import load_digits_m, load_digits_source, load_multidigits, load_multidigits_m, load_multidigits_source
+from .digit_sum import load_multidigits_sum
+from .moons import load_moons, load_moons_rotated
 from .readers import CorruptDatasetError, DatasetNotFoundError
 
 
@@ -17,6 +20,14 @@ class DatasetEntry:
     kind: str  # "domain" (a DA source/target; one task, or several for multi-task DA) or "multitask"
     needs_root: bool
     description: str
+    #: the function whose keyword parameters (other than ``data_seed``) ``data.args.<name>`` may set;
+    #: the loader passes them on to it. None: the dataset takes no parameters
+    parameters: Callable | None = None
+
+    def parameter_names(self) -> list[str]:
+        if self.parameters is None:
+            return []
+        return [n for n in inspect.signature(self.parameters).parameters if n != "data_seed"]
 
 
 DATASETS: dict[str, DatasetEntry] = {
@@ -29,6 +40,10 @@ DATASETS: dict[str, DatasetEntry] = {
     "multidigits": DatasetEntry(
         lambda root, data_seed, download: load_multidigits(data_seed), "multitask", False, "two overlaid digits, left/right (embedded)"
     ),
+    "multidigits-sum": DatasetEntry(
+        lambda root, data_seed, download, **args: load_multidigits_sum(data_seed, **args), "multitask", False,
+        "multidigits plus a third task, the digits' sum as a regression in raw units (embedded)", load_multidigits_sum,
+    ),
     "multidigits-source": DatasetEntry(
         lambda root, data_seed, download: load_multidigits_source(data_seed), "domain", False,
         "two overlaid digits, left/right, from the digits half (embedded; multi-task DA source)",
@@ -36,6 +51,15 @@ DATASETS: dict[str, DatasetEntry] = {
     "multidigits-m": DatasetEntry(
         lambda root, data_seed, download: load_multidigits_m(data_seed), "domain", False,
         "multidigits-source's construction on the digits-m half, photo-blended (embedded; multi-task DA target)",
+    ),
+    "moons": DatasetEntry(
+        lambda root, data_seed, download, **args: load_moons(data_seed, **args), "domain", False,
+        "two interleaved half circles, 2-D points (embedded; Ganin et al. 2016 §5.1)", load_moons,
+    ),
+    "moons-rotated": DatasetEntry(
+        lambda root, data_seed, download, **args: load_moons_rotated(data_seed, **args), "domain", False,
+        "moons rotated about their centre by data.args.moons-rotated.angle degrees (default 30; embedded)",
+        load_moons_rotated,
     ),
     "mnist": DatasetEntry(standard.mnist, "domain", True, "MNIST 28×28 grey (torchvision layout)"),
     "usps": DatasetEntry(standard.usps, "domain", True, "USPS 16×16 grey, LIBSVM usps.bz2/usps.t.bz2"),
@@ -68,15 +92,34 @@ def dataset_kind(name: str) -> str | None:
     return DATASETS[name].kind if name in DATASETS else None
 
 
+def check_dataset_args(name: str, args: Mapping) -> dict:
+    """``args`` as keyword arguments for dataset ``name``; a ValueError names any it does not take."""
+    args = dict(args or {})
+    if not args:
+        return args
+    entry = DATASETS.get(name)
+    allowed = entry.parameter_names() if entry is not None else []
+    if not allowed:
+        raise ValueError(f"dataset {name!r} takes no parameters")
+    unknown = sorted(set(args) - set(allowed))
+    if unknown:
+        raise ValueError(f"dataset {name!r} has no parameter(s) {', '.join(unknown)}; its parameters: {', '.join(allowed)}")
+    return args
+
+
 def load_dataset(
-    name: str, root: str | None = None, data_seed: int = 0, download: bool = False, image_size: int | None = None
+    name: str, root: str | None = None, data_seed: int = 0, download: bool = False, image_size: int | None = None,
+    args: Mapping | None = None,
 ) -> ImageDataset:
-    """Load a registered dataset, or ``imagefolder:<domain>`` read from ``root/<domain>/<class>/*``."""
+    """Load a registered dataset, or ``imagefolder:<domain>`` read from ``root/<domain>/<class>/*``.
+
+    ``args``: the dataset's parameters (:func:`check_dataset_args`), for those that have any."""
+    args = check_dataset_args(name, args)
     if name.startswith(IMAGE_FOLDER_PREFIX):
         return load_image_folder_domain(root, name[len(IMAGE_FOLDER_PREFIX) :], image_size or 224)
     if name not in DATASETS:
         raise KeyError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}, imagefolder:<domain>")
-    return DATASETS[name].loader(root, data_seed, download)
+    return DATASETS[name].loader(root, data_seed, download, **args)
 
 
-__all__ = ["IMAGE_FOLDER_PREFIX", "dataset_kind", "CorruptDatasetError", "DatasetNotFoundError", "DATASETS", "DatasetEntry", "ImageDataset", "ImageSplit", "load_dataset", "split_train_val"]
+__all__ = ["IMAGE_FOLDER_PREFIX", "check_dataset_args", "dataset_kind", "CorruptDatasetError", "DatasetNotFoundError", "DATASETS", "DatasetEntry", "ImageDataset", "ImageSplit", "load_dataset", "split_train_val"]

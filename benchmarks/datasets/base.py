@@ -12,14 +12,21 @@ from mtl.tasks import TaskSpec
 
 @dataclass
 class ImageSplit:
-    """``images``: uint8 (N, C, H, W); ``labels``: task name → (N, …) tensor."""
+    """``images``: uint8 (N, C, H, W); ``labels``: task name → (N, …) tensor.
+
+    float32 inputs are accepted too, for data that is not 8-bit pixels: vectors
+    are stored as C×1×1 "images" (the embedded ``moons`` points are 2×1×1), so
+    batching, evaluation and the validators carry them unchanged.
+    """
 
     images: Tensor
     labels: dict[str, Tensor]
 
     def __post_init__(self):
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"images must be a uint8 (N, C, H, W) tensor, got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.images.dtype not in (torch.uint8, torch.float32) or self.images.dim() != 4:
+            raise ValueError(
+                f"images must be a uint8 or float32 (N, C, H, W) tensor, got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         for name, y in self.labels.items():
             if y.shape[0] != self.images.shape[0]:
                 raise ValueError(f"task '{name}' has {y.shape[0]} labels for {self.images.shape[0]} images")

@@ -39,6 +39,8 @@ def add_run_options(parser: argparse.ArgumentParser, seeds_help: str, only_help:
 
 def parallel_options(args) -> dict:
     """``--workers`` / ``--ray`` as keyword arguments for :func:`execute_and_print`."""
+    if args.workers < 1:
+        raise ConfigError(f"--workers is {args.workers}; it must be at least 1 (the number of runs trained at once)")
     return {"workers": args.workers, "ray_address": args.ray}
 
 
@@ -115,6 +117,7 @@ def execute_and_print(
 def _cmd_run(args) -> int:
     from .suite import is_suite_file, plan_single, plan_suite, write_manifest
 
+    options = parallel_options(args)  # checked before anything is planned or written
     overrides = run_overrides(args)
     if is_suite_file(args.config):
         name, runs = plan_suite(args.config, args.output, args.seeds, overrides + ["train.progress_bar=false"], args.only)
@@ -130,7 +133,7 @@ def _cmd_run(args) -> int:
         f"Table saved to {out_dir / 'results.md'}; per-run records: {out_dir}/*/seed*/record.json",
         f"TensorBoard logs: tensorboard --logdir {out_dir}",
     ]
-    return execute_and_print(runs, out_dir, not args.no_progress, footer, **parallel_options(args))
+    return execute_and_print(runs, out_dir, not args.no_progress, footer, **options)
 
 
 def _cmd_list(args) -> int:

@@ -8,7 +8,9 @@ is an error that lists the valid arguments.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from adapt.methods import (
@@ -92,7 +94,11 @@ def _gradient_weighting(aggregator_cls) -> Callable:
     def factory(target=None, jacobian="auto", **args):
         return GradientAggregation(aggregator_cls(**args), target=target, jacobian=jacobian)
 
-    own = [p for p in inspect.signature(aggregator_cls).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    try:  # resolved annotations, so config values are type-checked against them
+        signature = inspect.signature(aggregator_cls, eval_str=True)
+    except Exception:  # noqa: BLE001 - an annotation that cannot be resolved here: leave them as text
+        signature = inspect.signature(aggregator_cls)
+    own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
     extra = [
         inspect.Parameter("target", inspect.Parameter.KEYWORD_ONLY, default=None),
         inspect.Parameter("jacobian", inspect.Parameter.KEYWORD_ONLY, default="auto"),
@@ -139,16 +145,22 @@ def build(registry: Mapping[str, Entry], kind: str, name: str, args: Mapping, su
         raise ConfigError(f"{kind} '{name}': {error}") from error
 
 
+#: the config block that holds each kind's arguments (for error messages)
+ARGS_KEYS = {"method": "method.args", "weighting": "weighting.args", "backbone": "model.args",
+             "architecture": "model.architecture_args"}
+
+
 def checked_arguments(registry: Mapping[str, Entry], kind: str, name: str, args: Mapping,
-                      supplied: Mapping | None = None) -> tuple[Entry, dict]:
+                      supplied: Mapping | None = None, args_key: str | None = None) -> tuple[Entry, dict]:
     """``(entry, keyword arguments)`` for ``registry[name]``: config ``args`` checked against its
-    signature plus the harness-``supplied`` ones it takes; a ConfigError names any problem."""
+    signature (names, and value types where it annotates them) plus the harness-``supplied`` ones it
+    takes; a ConfigError names any problem (``args_key``: where the args are in the config)."""
     if name not in registry:
         raise ConfigError(f"unknown {kind} {name!r}; available: {', '.join(sorted(registry))}")
     entry = registry[name]
     args = dict(args or {})
     supplied = dict(supplied or {})
-    parameters = inspect.signature(entry.factory).parameters
+    parameters = _parameters(entry.factory)
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     settable = [n for n in parameters if n not in entry.supplied and n != "self" and parameters[n].kind is not inspect.Parameter.VAR_KEYWORD]
     for key in args:
@@ -158,6 +170,9 @@ def checked_arguments(registry: Mapping[str, Entry], kind: str, name: str, args:
             raise ConfigError(
                 f"{kind} '{name}' has no argument '{key}'; valid arguments: {', '.join(settable) or '(none)'}"
             )
+        if key in parameters:
+            where = f"{args_key or ARGS_KEYS.get(kind, kind + '.args')}.{key}"
+            _check_type(f"{kind} '{name}'", where, args[key], parameters[key].annotation)
     call = {**args, **{k: v for k, v in supplied.items() if k in entry.supplied}}
     missing = [
         n
@@ -181,3 +196,95 @@ ARCHITECTURES: dict[str, Entry] = {
     "cross_stitch": Entry(CrossStitch.build, "cross-stitch networks: one column per task, mixed after every stage (Misra et al. 2016)", _ARCHITECTURE_SUPPLIED),
     "mtan": Entry(MTAN.build, "multi-task attention network: per-task attention masks on a shared backbone (Liu et al. 2019)", _ARCHITECTURE_SUPPLIED),
 }
+
+
+def check_config_arguments(registry: Mapping[str, Entry], kind: str, name: str, args: Mapping,
+                           args_key: str | None = None) -> None:
+    """:func:`checked_arguments` before anything is built: the name, the argument names and their value
+    types (from the constructor's annotations); what the harness supplies later counts as given."""
+    entry = registry.get(name)
+    supplied = {n: None for n in entry.supplied} if entry is not None else {}
+    checked_arguments(registry, kind, name, args, supplied, args_key)
+
+
+def _parameters(factory: Callable) -> Mapping[str, inspect.Parameter]:
+    try:
+        return inspect.signature(factory, eval_str=True).parameters
+    except Exception:  # noqa: BLE001 - annotations that cannot be resolved: names are still checked
+        return inspect.signature(factory).parameters
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+_PLURAL_WORDS = {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}
+
+
+def _check_type(owner: str, key: str, value, annotation) -> None:
+    """A ConfigError naming ``key`` when ``value`` cannot be what the constructor's ``annotation`` asks for."""
+    if _fits(value, annotation):
+        return
+    hint = ""
+    if isinstance(value, str) and _is_number(value):
+        hint = f" (YAML reads {value} as text: write it as a decimal, e.g. 0.001, or as 1.0e-3)"
+    raise ConfigError(f"{owner}: {key} is {value!r}; it must be {_describe(annotation)}{hint}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _fits(value, annotation) -> bool:
+    """Whether a config value can be ``annotation``; True for annotations this check does not know."""
+    origin, parts = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation in (inspect.Parameter.empty, typing.Any) or isinstance(annotation, str):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, part) for part in parts)
+    if origin is typing.Literal:
+        return value in parts
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    container = origin or annotation
+    if container in (dict, Mapping) or (isinstance(container, type) and issubclass(container, Mapping)):
+        if not isinstance(value, Mapping):
+            return False
+        key_type, value_type = parts if len(parts) == 2 else (typing.Any, typing.Any)
+        return all(_fits(k, key_type) and _fits(v, value_type) for k, v in value.items())
+    if container in (list, tuple, Sequence) or (isinstance(container, type) and issubclass(container, Sequence)):
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            return False
+        if container is tuple and parts and parts[-1] is not Ellipsis:
+            return len(value) == len(parts) and all(_fits(v, t) for v, t in zip(value, parts))
+        item = parts[0] if parts else typing.Any
+        return all(_fits(v, item) for v in value)
+    return True
+
+
+def _describe(annotation, plural: bool = False) -> str:
+    origin, parts = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(part, plural) for part in parts)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(p) for p in parts)
+    if annotation in _TYPE_WORDS:
+        return _PLURAL_WORDS.get(annotation, "null") if plural else _TYPE_WORDS[annotation]
+    container = origin or annotation
+    if isinstance(container, type) and issubclass(container, Mapping):
+        described = f" from {_describe(parts[0], True)} to {_describe(parts[1], True)}" if len(parts) == 2 else ""
+        return ("mappings" if plural else "a mapping") + described
+    if container is tuple and parts and parts[-1] is not Ellipsis:
+        return f"a list of {len(parts)} values ({', '.join(_describe(p) for p in parts)})"
+    if isinstance(container, type) and issubclass(container, Sequence):
+        return ("lists" if plural else "a list") + (f" of {_describe(parts[0], True)}" if parts else "")
+    return getattr(annotation, "__name__", str(annotation))

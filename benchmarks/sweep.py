@@ -545,6 +545,7 @@ def _cmd_sweep(args) -> int:
     from .cli import execute_and_print, parallel_options, run_overrides
     from .suite import plan_suite, write_manifest
 
+    options = parallel_options(args)  # checked before anything is planned or written
     overrides = run_overrides(args) + ["train.progress_bar=false"]
     name, runs = plan_suite(args.suite, args.output, args.seeds, overrides, args.only)
     out_dir = Path(args.output) / name
@@ -557,7 +558,7 @@ def _cmd_sweep(args) -> int:
     print(f"{name}: {len(runs)} run(s) → {out_dir}", flush=True)
     write_manifest(out_dir, runs)
     footer = [f"Table saved to {out_dir / 'results.md'}; full report: mtlda report {out_dir}"]
-    return execute_and_print(runs, out_dir, not args.no_progress, footer, poll_seconds=args.poll, **parallel_options(args))
+    return execute_and_print(runs, out_dir, not args.no_progress, footer, poll_seconds=args.poll, **options)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ whether higher is better, which the Δm computation and early stopping need.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,8 @@ class TaskSpec:
     primary_metric: str = "accuracy"
     #: direction of the primary metric
     higher_is_better: bool = True
+    #: the keys :meth:`metrics` returns, known before any output exists (to check metric names in configs)
+    metric_names: ClassVar[tuple[str, ...]] = ()
 
     @property
     def output_size(self) -> int:  # pragma: no cover - abstract
@@ -46,6 +49,7 @@ class ClassificationTask(TaskSpec):
 
     num_classes: int = 2
     label_smoothing: float = 0.0
+    metric_names: ClassVar[tuple[str, ...]] = ("accuracy",)
 
     @property
     def output_size(self) -> int:
@@ -67,6 +71,7 @@ class MultiLabelTask(TaskSpec):
     """
 
     num_labels: int = 1
+    metric_names: ClassVar[tuple[str, ...]] = ("accuracy", "subset_accuracy")
 
     @property
     def output_size(self) -> int:
@@ -92,6 +97,7 @@ class RegressionTask(TaskSpec):
     dim: int = 1
     primary_metric: str = "mse"
     higher_is_better: bool = False
+    metric_names: ClassVar[tuple[str, ...]] = ("mse", "mae")
 
     @property
     def output_size(self) -> int:

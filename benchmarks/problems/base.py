@@ -41,6 +41,10 @@ class Problem(nn.Module):
     def evaluate(self, split: str) -> dict[str, float]:
         raise NotImplementedError
 
+    def metric_names(self, split: str) -> list[str] | None:
+        """The keys :meth:`evaluate` returns for ``split``, known before training (None: not known)."""
+        return None
+
     def term_names(self) -> list[str]:
         """Names of the loss terms :meth:`training_terms` returns, known before training."""
         return list(self.tasks)
@@ -106,6 +110,15 @@ def evaluate_tasks(
     """``{prefix}/{task}/{metric}`` for every task, plus ``{prefix}/mean/{metric}`` for metrics all tasks share."""
     outputs, _, targets = collect_outputs(model, split, preprocess, batch_size, device, workers)
     return task_metrics(tasks, outputs, targets, prefix)
+
+
+def task_metric_names(tasks: Mapping[str, TaskSpec], prefix: str) -> list[str]:
+    """The keys :func:`task_metrics` returns for ``tasks``, without any data."""
+    names = [f"{prefix}/{name}/{metric}" for name, task in tasks.items() for metric in task.metric_names]
+    if len(tasks) > 1:
+        shared = set.intersection(*(set(task.metric_names) for task in tasks.values()))
+        names += [f"{prefix}/mean/{metric}" for metric in sorted(shared)]
+    return names
 
 
 def task_metrics(

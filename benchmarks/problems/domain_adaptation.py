@@ -49,7 +49,7 @@ from ..batching import Preprocess, make_batcher
 from ..config import ConfigError, TrainConfig
 from ..datasets.base import ImageDataset, ImageSplit, split_train_val
 from ..registry import METHODS, feature_level_methods
-from .base import Problem, collect_outputs, evaluate_tasks, task_metrics
+from .base import Problem, collect_outputs, evaluate_tasks, task_metric_names, task_metrics
 
 ORACLE_PREFIX = "val/oracle/"
 VALIDATOR_PREFIX = "val/validator/"
@@ -285,6 +285,11 @@ class DomainAdaptationProblem(Problem):
             scores = [validator({key: task_data[key] for key in validator.requires}) for task_data in data.values()]
             metrics[validator_metric(name)] = sum(scores) / len(scores)
         return metrics
+
+    def metric_names(self, split: str) -> list[str]:
+        if split == "val":
+            return [*task_metric_names(self.tasks, "val/source"), *(validator_metric(n) for n in self.validator_names)]
+        return [*task_metric_names(self.tasks, "test/target"), *task_metric_names(self.tasks, "test/source")]
 
     def diagnostics(self):
         return self.method.diagnostics()

@@ -9,7 +9,7 @@ from mtl.model import MultiTaskModel
 
 from ..batching import Preprocess, make_batcher
 from ..datasets.base import ImageDataset, split_train_val
-from .base import Problem, evaluate_tasks
+from .base import Problem, evaluate_tasks, task_metric_names
 
 
 class MultiTaskProblem(Problem):
@@ -53,6 +53,9 @@ class MultiTaskProblem(Problem):
             self.model, data[split], self.tasks, self.preprocess, self.eval_batch_size, self.device, prefix=split,
             workers=self.workers,
         )
+
+    def metric_names(self, split: str) -> list[str]:
+        return task_metric_names(self.tasks, split)
 
     def batcher_state(self):
         return {"train": self.batches.state_dict()}

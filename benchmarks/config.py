@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -151,11 +151,15 @@ class TrainConfig:
     deterministic: bool = False
     #: auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
     device: str = "auto"
-    #: bfloat16 autocast on CUDA (ignored with a message elsewhere)
-    amp: bool = False
+    #: mixed precision of the forward pass (benchmarks/precision.py): false (float32) | bf16 |
+    #: fp16 (loss-scaled) | true (the best the device supports: bf16 where native, else fp16 on
+    #: CUDA, else float32; a CPU without native bf16 runs float32 and says so)
+    amp: Union[bool, str] = False
     #: store the model's weights (and so its convolution outputs) in channels_last memory
     #: format: the same arithmetic, faster convolutions on x86 CPUs with oneDNN and on tensor cores
     channels_last: bool = False
+    #: torch.compile the model (backbone and heads; method networks stay eager)
+    compile: bool = False
     #: also evaluate the test split after every epoch and keep it in the history (learning
     #: curves, and the published "best epoch on the target test set" protocol of Transfer-
     #: Learning-Library, which the report shows as such); never used for selection in training
@@ -214,6 +218,7 @@ CHOICES = {
     "optim.lr_schedule": ("constant", "cosine", "dann", "inverse"),
     "train.selection_mode": ("max", "min"),
     "train.select": ("best", "last"),
+    "train.amp": (False, True, "bf16", "fp16"),
     "problem": PROBLEMS,
 }
 
@@ -281,7 +286,7 @@ def merge_config(*layers: DictConfig | dict, source: str = "config") -> DictConf
     for dotted, allowed in CHOICES.items():
         value = OmegaConf.select(merged, dotted)
         if value not in allowed:
-            raise ConfigError(f"{source}: '{dotted}' is {value!r}; choose one of: {', '.join(allowed)}")
+            raise ConfigError(f"{source}: '{dotted}' is {value!r}; choose one of: {', '.join(str(a).lower() for a in allowed)}")
     return merged
 
 

@@ -26,6 +26,7 @@ from .datasets import DATASETS, check_dataset_args, dataset_kind, load_dataset
 from .datasets.base import ImageSplit, resize_dataset
 from .devices import seed_everything, select_device
 from .engine import Trainer
+from .precision import configure_backends
 from .phases import PhasePlan
 from .problems import DomainAdaptationProblem, MultiTaskProblem
 from .problems.domain_adaptation import check_selection_metric
@@ -296,10 +297,13 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = select_device(cfg.train.device)
+    backends = configure_backends(device, cfg.train.deterministic)  # cuDNN autotuning and TF32, chosen here
     problem = build_problem(cfg, device)
     if cfg.train.channels_last:
         # the weights in NHWC: oneDNN / cuDNN then run every convolution (and its output) in that layout
         problem.to(memory_format=torch.channels_last)
+    if cfg.train.compile:
+        compile_model(problem)
     weighting = registry.build(registry.WEIGHTINGS, "weighting", cfg.weighting.name, cfg.weighting.args).to(device)
     if hasattr(weighting, "ensure_terms"):
         # learned per-term parameters (uncertainty log-variances, GradNorm weights) must exist before the optimiser
@@ -311,7 +315,7 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
         )
     phase_plan = build_phase_plan(cfg, problem)
     optimizer = build_optimizer(cfg, problem, weighting, phase_plan)
-    return Trainer(
+    trainer = Trainer(
         problem,
         weighting,
         optimizer,
@@ -336,6 +340,25 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
         hparams=_hparams(cfg),
         phase_plan=phase_plan,
     )
+    #: how this run computes, for its record: precision, the guard, memory format, compilation, backends
+    trainer.numerics = {
+        "precision": trainer.precision.name,
+        "precision_reason": trainer.precision.reason,
+        "loss_scaling": trainer.loss_scaler is not None,
+        "sync_free_guard": trainer.guard is not None,
+        "channels_last": bool(cfg.train.channels_last),
+        "compile": bool(cfg.train.compile),
+        **backends,
+    }
+    return trainer
+
+
+def compile_model(problem) -> None:
+    """``torch.compile`` the problem's model in place (its state-dict keys, so its checkpoints, stay the same)."""
+    model = getattr(problem, "model", None)
+    if model is None:
+        raise ConfigError("train.compile compiles the problem's model, and this problem has none")
+    model.compile()
 
 
 BACKBONE_FILE = "backbone.pt"
@@ -380,6 +403,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> dict:
         "versions": package_versions(),
         "git": commit,
         "hardware": hardware(trainer.device),
+        "numerics": trainer.numerics,
     }
     atomic_write_json(run_dir / RECORD_NAME, record)
     return record

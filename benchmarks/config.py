@@ -11,11 +11,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -59,6 +57,9 @@ class DataConfig:
     #: transfer-learning "few labels" setting; for domain adaptation it applies to the source).
     #: The validation split is then carved from these. null: all labels
     labels_per_class: Optional[int] = None
+    #: problem self_supervised: more datasets whose training images (never their labels) join
+    #: data.dataset's, one batch of each per step (e.g. [usps-esl]: MNIST + target images)
+    unlabelled: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -153,11 +154,15 @@ class TrainConfig:
     deterministic: bool = False
     #: auto (cuda → mps → cpu) | cpu | cuda | cuda:N | mps
     device: str = "auto"
-    #: bfloat16 autocast on CUDA (ignored with a message elsewhere)
-    amp: bool = False
+    #: mixed precision of the forward pass (benchmarks/precision.py): false (float32) | bf16 |
+    #: fp16 (loss-scaled) | true (the best the device supports: bf16 where native, else fp16 on
+    #: CUDA, else float32; a CPU without native bf16 runs float32 and says so)
+    amp: Union[bool, str] = False
     #: store the model's weights (and so its convolution outputs) in channels_last memory
     #: format: the same arithmetic, faster convolutions on x86 CPUs with oneDNN and on tensor cores
     channels_last: bool = False
+    #: torch.compile the model (backbone and heads; method networks stay eager)
+    compile: bool = False
     #: also evaluate the test split after every epoch and keep it in the history (learning
     #: curves, and the published "best epoch on the target test set" protocol of Transfer-
     #: Learning-Library, which the report shows as such); never used for selection in training
@@ -193,9 +198,32 @@ class TrainConfig:
 
 
 @dataclass
+class SelfSupConfig:
+    """One self-supervised loss term (benchmarks.registry.SELFSUP, mtl/selfsup); the term is named after it."""
+
+    #: rotation | contrastive
+    name: str = MISSING
+    #: the objective's own arguments (e.g. temperature, flip for contrastive), checked against its signature
+    args: Dict[str, Any] = field(default_factory=dict)
+    #: the images it reads: domain_adaptation: any of [source, target]; multitask: [train];
+    #: self_supervised: dataset names; null: all of them
+    domains: Optional[List[str]] = None
+
+
+@dataclass
+class RegularizerConfig:
+    """One fine-tuning regulariser (benchmarks.registry.REGULARIZERS, mtl/regularizers), named after it."""
+
+    #: l2_sp | bss | delta
+    name: str = MISSING
+    #: its own arguments (e.g. alpha, beta for l2_sp; k, trade_off for bss)
+    args: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "experiment"
-    #: domain_adaptation | multitask
+    #: domain_adaptation | multitask | self_supervised (pretraining on unlabelled images)
     problem: str = MISSING
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -205,75 +233,25 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     #: metrics shown in result tables, e.g. ["test/target/digit/accuracy"]
     report: List[str] = field(default_factory=list)
+    #: self-supervised loss terms added to the problem's (benchmarks/objectives.py)
+    selfsup: List[SelfSupConfig] = field(default_factory=list)
+    #: fine-tuning regularisers added as loss terms, in every phase of train.phases
+    regularizers: List[RegularizerConfig] = field(default_factory=list)
 
 
 #: structured list entries, for error messages (OmegaConf reports their keys without a path)
-_LIST_ENTRIES = {PhaseConfig: "train.phases", BackboneConfig: "model.stack"}
+_LIST_ENTRIES = {PhaseConfig: "train.phases", BackboneConfig: "model.stack", SelfSupConfig: "selfsup",
+                 RegularizerConfig: "regularizers"}
 
-PROBLEMS = ("domain_adaptation", "multitask")
+PROBLEMS = ("domain_adaptation", "multitask", "self_supervised")
 CHOICES = {
     "optim.name": ("sgd", "adam", "adamw"),
     "optim.lr_schedule": ("constant", "cosine", "dann", "inverse"),
     "train.selection_mode": ("max", "min"),
     "train.select": ("best", "last"),
+    "train.amp": (False, True, "bf16", "fp16"),
     "problem": PROBLEMS,
 }
-
-
-@dataclass(frozen=True)
-class Range:
-    """The values a numeric key allows: finite numbers between ``low`` and ``high`` (open ends exclude them)."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def __contains__(self, value) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return False
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        return self.high is None or (value < self.high if self.high_open else value <= self.high)
-
-    def __str__(self) -> str:
-        if self.low is None and self.high is None:
-            return "a finite number"
-        if self.high is None:
-            return f"a number {'>' if self.low_open else '≥'} {self.low:g}"
-        return f"a number in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
-
-
-#: numeric keys and what they allow, checked when a config is merged (before any data is read)
-RANGES = {
-    "data.batch_size": Range(1),
-    "data.eval_batch_size": Range(1),
-    "data.workers": Range(0),
-    "data.val_fraction": Range(0, 1, low_open=True, high_open=True),
-    "data.image_size": Range(1),
-    "data.channels": Range(1),
-    "data.labels_per_class": Range(1),
-    "model.bottleneck_dim": Range(1),
-    "model.bottleneck_dropout": Range(0, 1, high_open=True),
-    "optim.lr": Range(0),
-    "optim.momentum": Range(0, 1, high_open=True),
-    "optim.weight_decay": Range(0),
-    "optim.lr_gamma": Range(0),
-    "optim.lr_decay": Range(0),
-    "optim.weighting_lr": Range(0),
-    "train.epochs": Range(1),
-    "train.steps_per_epoch": Range(1),
-    "train.patience": Range(1),
-    "train.log_every": Range(1),
-    "train.gradient_diagnostics_every": Range(1),
-    "train.threads": Range(1),
-    "train.validator_samples": Range(2),
-}
-#: list-valued keys: the range each entry must lie in
-LIST_RANGES = {"data.mean": Range(), "data.std": Range(0, low_open=True)}
-DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-#: what the metric keys must start with: selection reads validation metrics only, tables read reported ones
-METRIC_PREFIXES = {"train.selection_metric": ("val/",), "report": ("test/", "val/")}
 
 
 def _valid_keys(schema, dotted_parent: str) -> list[str]:
@@ -339,36 +317,8 @@ def merge_config(*layers: DictConfig | dict, source: str = "config") -> DictConf
     for dotted, allowed in CHOICES.items():
         value = OmegaConf.select(merged, dotted)
         if value not in allowed:
-            raise ConfigError(f"{source}: '{dotted}' is {value!r}; choose one of: {', '.join(allowed)}")
-    check_values(merged, schema, source)
+            raise ConfigError(f"{source}: '{dotted}' is {value!r}; choose one of: {', '.join(str(a).lower() for a in allowed)}")
     return merged
-
-
-def check_values(cfg: DictConfig, schema: DictConfig, source: str = "config") -> None:
-    """Numeric ranges, the device name and the shape of metric names: a ConfigError naming the key and what it allows."""
-    for dotted, allowed in RANGES.items():
-        value = OmegaConf.select(cfg, dotted)
-        if value is None and OmegaConf.select(schema, dotted) is None:
-            continue  # null is this key's default ("not set")
-        if value not in allowed:
-            null = " (or null)" if OmegaConf.select(schema, dotted) is None else ""
-            raise ConfigError(f"{source}: '{dotted}' is {value!r}; it must be {allowed}{null}")
-    for dotted, allowed in LIST_RANGES.items():
-        values = list(OmegaConf.select(cfg, dotted))
-        bad = [v for v in values if v not in allowed]
-        if bad or not values:
-            raise ConfigError(f"{source}: '{dotted}' is {values}; it needs one or more values, each {allowed}")
-    device = cfg.train.device
-    if not DEVICE_PATTERN.fullmatch(str(device)):
-        raise ConfigError(f"{source}: 'train.device' is {device!r}; use auto, cpu, cuda, cuda:N or mps (--device sets it)")
-    for dotted, prefixes in METRIC_PREFIXES.items():
-        value = OmegaConf.select(cfg, dotted)
-        for name in [value] if isinstance(value, str) else list(value):
-            if not str(name).startswith(prefixes) or str(name).endswith("/"):
-                raise ConfigError(
-                    f"{source}: '{dotted}' names {name!r}; it must be a metric name starting with "
-                    f"{' or '.join(prefixes)} (e.g. {prefixes[0]}source/digit/accuracy)"
-                )
 
 
 def load_yaml(path: str | Path) -> DictConfig:

@@ -2,15 +2,17 @@
 
 One loop: a :class:`~benchmarks.problems.Problem` yields named loss terms, a
 :class:`~mtl.weighting.Weighting` turns them into gradients, the optimiser
-steps.  Around it: learning-rate schedule, mixed precision on CUDA,
-TensorBoard scalars, an atomic checkpoint every epoch with exact resume,
-checkpoint selection and early stopping on a validation metric, and a
-non-finite-loss guard that stops with a clear message and keeps the last
-good checkpoint.
+steps.  Around it: learning-rate schedule, mixed precision (bf16 or
+loss-scaled fp16 autocast, benchmarks/precision.py), TensorBoard scalars, an
+atomic checkpoint every epoch with exact resume, checkpoint selection and
+early stopping on a validation metric, and a non-finite-loss guard that stops
+with a clear message and keeps the last good checkpoint.  On an accelerator
+the guard decides on the device and reports at the next logging step
+(benchmarks/step_guard.py), so the loop reads nothing back from the device
+between logging steps.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -27,7 +29,9 @@ from mtl.weighting.gradient import term_jacobian
 
 from . import distributed
 from .devices import rng_state, set_rng_state
+from .precision import LossScaler, resolve_amp
 from .problems.base import Problem
+from .step_guard import DeferredFiniteGuard
 from .records import CheckpointReadError, RunFileError, atomic_torch_save, load_weights_only
 
 log = logging.getLogger(__name__)
@@ -74,6 +78,10 @@ class Trainer:
     ``last.pt`` and rewritten at the end of a resumed run; the reported test
     metrics never read it.
     ``callbacks`` are called as ``callback(trainer, epoch)`` after each epoch's checkpoint.
+    ``sync_free_guard``: check the losses on the device and report at the next logging step
+    (:class:`~benchmarks.step_guard.DeferredFiniteGuard`) instead of before every optimiser step;
+    default: on any device but the CPU, unless fp16 loss scaling or a method's own update needs the
+    per-step host read anyway.
     """
 
     def __init__(
@@ -92,7 +100,7 @@ class Trainer:
         selection_mode: str = "max",
         select: str = "best",
         patience: int | None = None,
-        amp: bool = False,
+        amp: bool | str = False,
         device: torch.device = torch.device("cpu"),
         log_every: int = 20,
         gradient_diagnostics_every: int | None = None,
@@ -102,6 +110,7 @@ class Trainer:
         callbacks: Sequence[Callable] = (),
         hparams: dict | None = None,
         phase_plan=None,
+        sync_free_guard: bool | None = None,
     ):
         if epochs < 1:
             raise ValueError("epochs must be at least 1")
@@ -129,9 +138,17 @@ class Trainer:
         self.select = select
         self.patience = patience
         self.device = device
-        self.amp = amp and device.type == "cuda"
-        if amp and not self.amp:
-            log.info("mixed precision requested but the device is %s; running in float32", device)
+        #: autocast dtype and loss scaling (benchmarks/precision.py); amp: false | true | "bf16" | "fp16"
+        self.precision = resolve_amp(amp, device, loss_scaling_refused=self._loss_scaling_refused(problem, weighting))
+        self.amp = self.precision.dtype is not None
+        log.info("precision: %s (%s)", self.precision.name, self.precision.reason)
+        self.loss_scaler = LossScaler(device) if self.precision.loss_scaling else None
+        if sync_free_guard is None:  # on the CPU a host read waits for nothing
+            sync_free_guard = device.type != "cpu" and self.loss_scaler is None and not problem.owns_update
+        elif sync_free_guard and (self.loss_scaler is not None or problem.owns_update):
+            raise ValueError("the sync-free guard needs neither loss scaling (fp16) nor a method that owns its update")
+        #: the device-side non-finite guard (benchmarks/step_guard.py), or None for the immediate check
+        self.guard = DeferredFiniteGuard(device, self._raise_deferred_non_finite) if sync_free_guard else None
         self.log_every = max(1, log_every)
         self.gradient_diagnostics_every = gradient_diagnostics_every
         #: evaluate the test split after every epoch, into the history only (learning curves)
@@ -180,6 +197,7 @@ class Trainer:
             "bad_epochs": self.bad_epochs,
             "history": self.history,
             "train_seconds": self.train_seconds,
+            **({"loss_scaler": self.loss_scaler.state_dict()} if self.loss_scaler is not None else {}),
             # None: the selected weights are this checkpoint's own "problem" (this epoch is the best)
             "selected_problem": None if self.best_epoch == self.epoch else self._selected_weights,
         }
@@ -200,6 +218,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.problem.load_batcher_state(state["batchers"])
         set_rng_state(state["rng"])
+        if self.loss_scaler is not None and state.get("loss_scaler") is not None:
+            self.loss_scaler.load_state_dict(state["loss_scaler"])
         for key in ("epoch", "global_step", "best_value", "best_epoch", "bad_epochs", "history", "train_seconds"):
             setattr(self, key, state[key])
         self._selected_weights = self._restore_selected(state)
@@ -266,9 +286,27 @@ class Trainer:
         return self.optimizer.param_groups[0]["lr"]
 
     def _autocast(self):
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.precision.autocast()
+
+    @staticmethod
+    def _loss_scaling_refused(problem, weighting) -> str | None:
+        """Why float16 loss scaling would be wrong for this run, or None."""
+        if problem.owns_update:
+            return "a method that owns its update (MCD) steps the optimiser itself"
+        if getattr(weighting, "reads_term_gradients", False):
+            return f"weighting {type(weighting).__name__} reads the terms' gradients (a loss scale would change them)"
+        return None
+
+    def _raise_deferred_non_finite(self, step: int, bad_terms: list[str]) -> None:
+        last = self.checkpoint_dir / "last.pt"
+        kept = f"the last good checkpoint (end of epoch {self.epoch}) is kept at {last}" if last.exists() else "no checkpoint was written yet"
+        raise NonFiniteLossError(
+            f"loss term(s) {', '.join(bad_terms)} became NaN/inf at step {step} "
+            f"(epoch {(step - 1) // self.steps_per_epoch + 1}), found at step {self.global_step} (the check after it); "
+            f"the updates of steps {step}-{self.global_step} were undone on the device, so the weights are those "
+            f"before step {step}; {kept}. Lower optim.lr, check the data normalisation, or enable gradient "
+            "clipping; the run stopped instead of training on garbage."
+        )
 
     def _raise_non_finite(self, bad_terms: list[str]) -> None:
         last = self.checkpoint_dir / "last.pt"
@@ -330,8 +368,10 @@ class Trainer:
             count += 1
             bar.update(1)
             if self.global_step % self.log_every == 0:
+                self._check_guard()  # before logging: a NaN is never logged
                 self._log_interval(writer, sums, weight_sums, count, lr)
                 sums, weight_sums, count = {}, {}, 0
+        self._check_guard()  # before the epoch's validation and checkpoint
         if count:
             self._log_interval(writer, sums, weight_sums, count, lr)
         self.train_seconds += time.perf_counter() - started
@@ -347,7 +387,8 @@ class Trainer:
         if every and len(terms) > 1 and self.global_step % every == 0 and self._writer is not None:
             self._log_gradient_agreement(terms)
         weights = self.weighting.backward(
-            terms,
+            # fp16: the gradient into the networks is scaled, the values the weighting sees are not
+            terms if self.loss_scaler is None else self.loss_scaler.scale_terms(terms),
             shared_parameters=self.shared_parameters,
             task_parameters=self.task_parameters,
             representation=representation,
@@ -355,12 +396,32 @@ class Trainer:
         values = torch.stack([v.detach().float() for v in terms.values()])
         if self.replicas is not None:  # average gradients and loss values over the ranks (before the guard: all ranks agree)
             values = self.replicas.synchronise(values, [p for g in self.optimizer.param_groups for p in g["params"]])
-        finite = torch.isfinite(values)
-        if not bool(finite.all()):
-            self._raise_non_finite([n for n, ok in zip(terms, finite.tolist()) if not ok])
-        self.optimizer.step()
+        if self.guard is not None:  # decided on the device, reported at the next check (no host read here)
+            self.guard.step(self.optimizer, values, list(terms), self.global_step + 1)
+        elif self.loss_scaler is not None:
+            self._scaled_step(terms, values)
+        else:
+            finite = torch.isfinite(values)
+            if not bool(finite.all()):
+                self._raise_non_finite([n for n, ok in zip(terms, finite.tolist()) if not ok])
+            self.optimizer.step()
         self.weighting.update(terms)
         return terms, weights, values
+
+    def _scaled_step(self, terms, values) -> None:
+        """fp16: unscale, then one host read (as torch.amp.GradScaler's) decides: a non-finite loss stops the
+        run, an overflowed gradient skips the step and lowers the scale."""
+        overflow = self.loss_scaler.unscale_(self.problem.parameters())
+        flags = torch.cat([~torch.isfinite(values), overflow.bool()]).tolist()
+        if any(flags[:-1]):
+            self._raise_non_finite([n for n, bad in zip(terms, flags) if bad])
+        if not flags[-1]:
+            self.optimizer.step()
+        self.loss_scaler.update(overflow)
+
+    def _check_guard(self) -> None:
+        if self.guard is not None:
+            self.guard.check()
 
     def _log_gradient_agreement(self, terms) -> None:
         """Pairwise cosine and norm ratios of the terms' gradients on the shared parameters (extra backward)."""
@@ -384,7 +445,7 @@ class Trainer:
         for name, total in sums.items():
             writer.add_scalar(f"loss/{name}", float(total) / count, self.global_step)
         for name, total in weight_sums.items():
-            writer.add_scalar(f"weight/{name}", total / count, self.global_step)
+            writer.add_scalar(f"weight/{name}", float(total) / count, self.global_step)
         writer.add_scalar("lr", lr, self.global_step)
         for name, value in self.problem.diagnostics().items():
             writer.add_scalar(name, value, self.global_step)

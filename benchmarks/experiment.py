@@ -13,22 +13,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mtl.pretrained import CheckpointMismatchError, pretrained_backbone, save_backbone, supported_backbones
 from mtl.bottleneck import WithBottleneck
 from mtl.stacking import ConcatBackbones
 
-from . import distributed, registry
+from . import distributed, objectives, registry
 from .batching import Preprocess
 from .config import ConfigError, config_to_dict, run_hash
 from .datasets import DATASETS, check_dataset_args, dataset_kind, load_dataset
 from .datasets.base import ImageSplit, resize_dataset
 from .devices import seed_everything, select_device
 from .engine import Trainer
+from .precision import configure_backends
 from .phases import PhasePlan
 from .problems import DomainAdaptationProblem, MultiTaskProblem
-from .problems.domain_adaptation import check_selection_metric, check_validators
+from .problems.domain_adaptation import check_selection_metric
 from .records import atomic_write_json, git_commit, hardware, package_versions
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def build_problem(cfg: DictConfig, device: torch.device):
         if cfg.method.name != "source_only" or cfg.method.args:
             raise ConfigError("method.* applies to domain_adaptation problems only; remove it for multitask")
         dataset = select_tasks(_load(cfg, "dataset", "multitask"), cfg.data.tasks)
-        datasets = [dataset]
+        datasets = [dataset] + [_load_unlabelled(cfg, name) for name in objectives.unlabelled_names(cfg)]
         tasks = dataset.tasks
     channels = cfg.data.channels or max(d.channels for d in datasets)
     sizes = {d.image_size for d in datasets}
@@ -114,6 +115,17 @@ def build_problem(cfg: DictConfig, device: torch.device):
             raise ConfigError(f"data.{key} has {len(cfg.data[key])} values; give 1 or {channels} (one per channel)")
     preprocess = Preprocess(cfg.data.mean, cfg.data.std, channels, device)
     image_size = sizes.pop()
+    input_shape = (channels, image_size, image_size)
+    common = dict(
+        preprocess=preprocess,
+        batch_size=cfg.data.batch_size,
+        eval_batch_size=cfg.data.eval_batch_size,
+        val_fraction=cfg.data.val_fraction,
+        data_seed=cfg.data.data_seed,
+        seed=cfg.train.seed,
+        device=device,
+        workers=cfg.data.workers,
+    )
 
     def make_backbone():  # called once per copy the architecture needs (experts, columns)
         specs = [(cfg.model.backbone, cfg.model.args, cfg.model.weights, "model")]
@@ -122,6 +134,9 @@ def build_problem(cfg: DictConfig, device: torch.device):
         backbone = members[0] if len(members) == 1 else ConcatBackbones(members)
         return with_bottleneck(cfg.model, backbone)
 
+    if cfg.problem == "self_supervised":  # a backbone and the selfsup terms, no task heads
+        problem = objectives.build_self_supervised_problem(cfg, make_backbone(), datasets, input_shape, common)
+        return problem.to(device)
     if cfg.problem == "domain_adaptation" and cfg.model.architecture != "hps":
         raise ConfigError(
             f"model.architecture={cfg.model.architecture!r} applies to multitask problems only; "
@@ -141,16 +156,8 @@ def build_problem(cfg: DictConfig, device: torch.device):
                 "set weighting.args.target=parameters or use another architecture"
             )
     backbone = getattr(model, "backbone", None)
-    common = dict(
-        preprocess=preprocess,
-        batch_size=cfg.data.batch_size,
-        eval_batch_size=cfg.data.eval_batch_size,
-        val_fraction=cfg.data.val_fraction,
-        data_seed=cfg.data.data_seed,
-        seed=cfg.train.seed,
-        device=device,
-        workers=cfg.data.workers,
-    )
+    # self-supervised terms and fine-tuning regularisers (benchmarks/objectives.py), or None
+    extra = objectives.build_extra_terms(cfg, model, tasks, input_shape, objectives.DOMAINS[cfg.problem])
     if cfg.problem == "domain_adaptation":
         method = registry.build(
             registry.METHODS,
@@ -161,11 +168,20 @@ def build_problem(cfg: DictConfig, device: torch.device):
         )
         problem = DomainAdaptationProblem(
             model, method, source, target,
-            validators=list(cfg.train.validators), validator_samples=cfg.train.validator_samples, **common,
+            validators=list(cfg.train.validators), validator_samples=cfg.train.validator_samples,
+            extra_terms=extra, **common,
         )
     else:
-        problem = MultiTaskProblem(model, dataset, **common)
-    return problem.to(device)
+        problem = MultiTaskProblem(model, dataset, extra_terms=extra, **common)
+    problem = problem.to(device)
+    objectives.fit_delta_attention(problem, cfg.data.data_seed)  # before training; nothing without DELTA
+    return problem
+
+
+def _load_unlabelled(cfg: DictConfig, name: str):
+    """One dataset of ``data.unlabelled`` (self-supervised pretraining reads its images only)."""
+    only = OmegaConf.merge(cfg, {"data": {"dataset": name, "labels_per_class": None, "tasks": None}})
+    return _load(only, "dataset", "multitask")
 
 
 def run_identity(cfg: DictConfig) -> str:
@@ -193,7 +209,7 @@ def build_backbone(name: str, args, weights: str | None, where: str, *, channels
     (which records ``backbone_spec`` for :func:`save_trained_backbone` and loads strictly)."""
     if name in registry.BACKBONE_ENTRIES:
         _, kwargs = registry.checked_arguments(registry.BACKBONE_ENTRIES, "backbone", name, args,
-                                               {"in_channels": channels, "image_size": image_size}, f"{where}.args")
+                                               {"in_channels": channels, "image_size": image_size})
     elif not name.startswith("timm:") and name not in supported_backbones():
         raise ConfigError(
             f"{where}.backbone: unknown backbone {name!r}; choose one of {', '.join(sorted(registry.BACKBONE_ENTRIES))}, "
@@ -290,53 +306,19 @@ def build_phase_plan(cfg: DictConfig, problem) -> PhasePlan | None:
     return plan
 
 
-def check_config(cfg: DictConfig) -> None:
-    """What can be checked without data, before anything is read or trained: the selection rule, the
-    validators, and the names, argument names and argument types of every component (a ConfigError names
-    the key).  Value ranges were checked when the config was merged (:func:`benchmarks.config.check_values`)."""
-    check_selection_metric(cfg.train.selection_metric, cfg.train.oracle_selection)
-    check_backbone_export(cfg)
-    if cfg.problem == "domain_adaptation":
-        registry.check_config_arguments(registry.METHODS, "method", cfg.method.name, cfg.method.args)
-        check_validators(cfg.train.validators, cfg.train.validator_samples)
-    registry.check_config_arguments(registry.WEIGHTINGS, "weighting", cfg.weighting.name, cfg.weighting.args)
-    registry.check_config_arguments(
-        registry.ARCHITECTURES, "architecture", cfg.model.architecture, cfg.model.architecture_args
-    )
-    backbones = [("model", cfg.model), *((f"model.stack[{i}]", s) for i, s in enumerate(cfg.model.stack))]
-    for where, spec in backbones:
-        if spec.backbone in registry.BACKBONE_ENTRIES:
-            registry.check_config_arguments(registry.BACKBONE_ENTRIES, "backbone", spec.backbone, spec.args, f"{where}.args")
-
-
-def check_metric_names(cfg: DictConfig, problem) -> None:
-    """``train.selection_metric`` and ``report`` against the metrics ``problem`` will produce, before training."""
-    val, test = problem.metric_names("val"), problem.metric_names("test")
-    if val is None or test is None:
-        return  # a problem that cannot say in advance; the engine checks the selection metric after an epoch
-    if cfg.train.selection_metric not in val:
-        raise ConfigError(
-            f"train.selection_metric {cfg.train.selection_metric!r} is not a validation metric of this run; "
-            f"it produces: {', '.join(val)}"
-        )
-    unknown = [name for name in cfg.report if name not in (*val, *test)]
-    if unknown:
-        raise ConfigError(
-            f"report: no run of this config produces {', '.join(map(repr, unknown))}; its metrics: {', '.join([*test, *val])}"
-        )
-
-
 def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer:
-    check_config(cfg)
+    check_selection_metric(cfg.train.selection_metric, cfg.train.oracle_selection)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = select_device(cfg.train.device)
+    backends = configure_backends(device, cfg.train.deterministic)  # cuDNN autotuning and TF32, chosen here
     problem = build_problem(cfg, device)
-    check_metric_names(cfg, problem)
     if cfg.train.channels_last:
         # the weights in NHWC: oneDNN / cuDNN then run every convolution (and its output) in that layout
         problem.to(memory_format=torch.channels_last)
+    if cfg.train.compile:
+        compile_model(problem)
     weighting = registry.build(registry.WEIGHTINGS, "weighting", cfg.weighting.name, cfg.weighting.args).to(device)
     if hasattr(weighting, "ensure_terms"):
         # learned per-term parameters (uncertainty log-variances, GradNorm weights) must exist before the optimiser
@@ -348,7 +330,7 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
         )
     phase_plan = build_phase_plan(cfg, problem)
     optimizer = build_optimizer(cfg, problem, weighting, phase_plan)
-    return Trainer(
+    trainer = Trainer(
         problem,
         weighting,
         optimizer,
@@ -373,6 +355,25 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
         hparams=_hparams(cfg),
         phase_plan=phase_plan,
     )
+    #: how this run computes, for its record: precision, the guard, memory format, compilation, backends
+    trainer.numerics = {
+        "precision": trainer.precision.name,
+        "precision_reason": trainer.precision.reason,
+        "loss_scaling": trainer.loss_scaler is not None,
+        "sync_free_guard": trainer.guard is not None,
+        "channels_last": bool(cfg.train.channels_last),
+        "compile": bool(cfg.train.compile),
+        **backends,
+    }
+    return trainer
+
+
+def compile_model(problem) -> None:
+    """``torch.compile`` the problem's model in place (its state-dict keys, so its checkpoints, stay the same)."""
+    model = getattr(problem, "model", None)
+    if model is None:
+        raise ConfigError("train.compile compiles the problem's model, and this problem has none")
+    model.compile()
 
 
 BACKBONE_FILE = "backbone.pt"
@@ -417,6 +418,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> dict:
         "versions": package_versions(),
         "git": commit,
         "hardware": hardware(trainer.device),
+        "numerics": trainer.numerics,
     }
     atomic_write_json(run_dir / RECORD_NAME, record)
     return record

@@ -31,6 +31,8 @@ from adapt.methods import (
     SourceOnly,
 )
 from mtl.backbones import BACKBONES
+from mtl.regularizers import DELTA, L2SP, BatchSpectralShrinkage
+from mtl.selfsup import ContrastiveLearning, RotationPrediction
 from mtl.aggregators import AGGREGATORS
 from mtl.weighting import (
     DBMTL,
@@ -86,6 +88,19 @@ WEIGHTINGS: dict[str, Entry] = {
     "db_mtl": Entry(DBMTL, "[gradient] dual balancing: log-losses, EMA gradients scaled to the max norm (Lin et al. 2023)"),
 }
 
+#: self-supervised loss terms (config list ``selfsup``; mtl/selfsup)
+SELFSUP: dict[str, Entry] = {
+    "rotation": Entry(RotationPrediction, "predict which of 4 rotations an image was given (Gidaris et al. 2018)", ("feature_dim",)),
+    "contrastive": Entry(ContrastiveLearning, "SimCLR: two augmented views, NT-Xent loss, τ = 0.5 (Chen et al. 2020)", ("feature_dim",)),
+}
+
+#: fine-tuning regularisers (config list ``regularizers``; mtl/regularizers); those with supplied
+#: arguments read the pretrained starting point, so they need model.weights
+REGULARIZERS: dict[str, Entry] = {
+    "l2_sp": Entry(L2SP, "L2 penalty towards the pretrained weights, weight decay on the heads (Li et al. 2018)", ("starting_point",)),
+    "bss": Entry(BatchSpectralShrinkage, "shrink the smallest singular values of the batch features (Chen et al. 2019)"),
+    "delta": Entry(DELTA, "feature-map distance to the pretrained network with channel attention (Li et al. 2019)", ("network", "input_shape")),
+}
 
 
 def _gradient_weighting(aggregator_cls) -> Callable:

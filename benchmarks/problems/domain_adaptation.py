@@ -50,6 +50,7 @@ from ..config import ConfigError, TrainConfig
 from ..datasets.base import ImageDataset, ImageSplit, split_train_val
 from ..registry import METHODS, feature_level_methods
 from .base import Problem, collect_outputs, evaluate_tasks, task_metric_names, task_metrics
+from .extra_terms import ExtraTerms
 
 ORACLE_PREFIX = "val/oracle/"
 VALIDATOR_PREFIX = "val/validator/"
@@ -117,6 +118,7 @@ class DomainAdaptationProblem(Problem):
         workers: int = 4,
         validators: Sequence[str] | None = None,
         validator_samples: int = 2000,
+        extra_terms: ExtraTerms | None = None,
     ):
         super().__init__()
         if set(source.tasks) != set(target.tasks):
@@ -127,6 +129,8 @@ class DomainAdaptationProblem(Problem):
         check_method_tasks(method, source)
         self.model = model
         self.method = method
+        #: self-supervised objectives (on source and/or target images) and fine-tuning regularisers, or None
+        self.extra_terms = extra_terms
         self.tasks = dict(source.tasks)
         self.preprocess = preprocess
         self.eval_batch_size = eval_batch_size
@@ -151,7 +155,8 @@ class DomainAdaptationProblem(Problem):
             self.validator_target = target.train
 
     def term_names(self) -> list[str]:
-        return [*self.tasks, *self.method.term_names]
+        extra = self.extra_terms.term_names() if self.extra_terms is not None else []
+        return [*self.tasks, *self.method.term_names, *extra]
 
     def steps_per_epoch(self) -> int:
         return len(self.source_batches)
@@ -159,14 +164,22 @@ class DomainAdaptationProblem(Problem):
     def training_terms(self, progress: float, step: int = 0):
         source_images, source_labels = self.source_batches.next()
         n_source = source_images.shape[0]
-        if self.method.uses_target_in_training:
+        extra = self.extra_terms
+        source = self.preprocess(source_images)
+        target = None
+        if self.method.uses_target_in_training or (extra is not None and extra.reads_domain("target")):
             target_images, _ = self.target_batches.next()
-            # one forward over both domains: BatchNorm sees the joint batch, as in DANN
-            images = torch.cat([self.preprocess(source_images), self.preprocess(target_images)])
-        else:
-            images = self.preprocess(source_images)
-        outputs, features = self.model(images, return_features=True)
+            target = self.preprocess(target_images)
+        # one forward over both domains: BatchNorm sees the joint batch, as in DANN
+        images = torch.cat([source, target]) if self.method.uses_target_in_training else source
+        with extra.watch(self.model.backbone) if extra is not None else contextlib.nullcontext():
+            outputs, features = self.model(images, return_features=True)
         terms = {name: task.loss(outputs[name][:n_source], source_labels[name]) for name, task in self.tasks.items()}
+        if extra is not None:
+            terms.update(extra.terms(
+                model=self.model, preprocess=self.preprocess, batches={"source": source, "target": target},
+                features=features[:n_source], images=images,
+            ))
         if not self.method.uses_target_in_training:
             return terms, features
         # logits exist for one label space only; with several tasks check_method_tasks has
@@ -182,7 +195,7 @@ class DomainAdaptationProblem(Problem):
         )
         clash = set(alignment) & set(terms)
         if clash:
-            raise ValueError(f"alignment term names {sorted(clash)} clash with task names")
+            raise ValueError(f"alignment term names {sorted(clash)} clash with task or extra term names")
         terms.update(alignment)
         return terms, features
 

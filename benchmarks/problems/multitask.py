@@ -5,11 +5,14 @@ model selection uses validation metrics, never the test split.
 """
 from __future__ import annotations
 
+import contextlib
+
 from mtl.model import MultiTaskModel
 
 from ..batching import Preprocess, make_batcher
 from ..datasets.base import ImageDataset, split_train_val
 from .base import Problem, evaluate_tasks, task_metric_names
+from .extra_terms import ExtraTerms
 
 
 class MultiTaskProblem(Problem):
@@ -25,9 +28,12 @@ class MultiTaskProblem(Problem):
         seed: int,
         device,
         workers: int = 4,
+        extra_terms: ExtraTerms | None = None,
     ):
         super().__init__()
         self.model = model
+        #: self-supervised objectives and fine-tuning regularisers added to the task losses (or None)
+        self.extra_terms = extra_terms
         self.tasks = dict(dataset.tasks)
         self.preprocess = preprocess
         self.eval_batch_size = eval_batch_size
@@ -37,13 +43,25 @@ class MultiTaskProblem(Problem):
         self.test_split = dataset.test
         self.batches = make_batcher(self.train_split, batch_size, seed, device, workers=workers)
 
+    def term_names(self) -> list[str]:
+        return [*self.tasks, *(self.extra_terms.term_names() if self.extra_terms is not None else [])]
+
     def steps_per_epoch(self) -> int:
         return len(self.batches)
 
     def training_terms(self, progress: float, step: int = 0):
         images, labels = self.batches.next()
-        outputs, features = self.model(self.preprocess(images), return_features=True)
-        return {name: task.loss(outputs[name], labels[name]) for name, task in self.tasks.items()}, features
+        x = self.preprocess(images)
+        watch = self.extra_terms.watch(self.model.backbone) if self.extra_terms is not None else contextlib.nullcontext()
+        with watch:
+            outputs, features = self.model(x, return_features=True)
+        terms = {name: task.loss(outputs[name], labels[name]) for name, task in self.tasks.items()}
+        if self.extra_terms is not None:
+            # the labelled batch is this problem's one domain, "train"
+            terms.update(self.extra_terms.terms(
+                model=self.model, preprocess=self.preprocess, batches={"train": x}, features=features, images=x,
+            ))
+        return terms, features
 
     def evaluate(self, split: str) -> dict[str, float]:
         data = {"val": self.val_split, "test": self.test_split}

@@ -157,7 +157,11 @@ class DELTA(nn.Module):
         self._captured: dict[str, Tensor] | None = None
 
     # ------------------------------------------------------------------ feature maps
-    def _watch(self, network: nn.Module, run: Callable[[], Any], remove: tuple[str, int] | None = None) -> dict[str, Tensor]:
+    def _watch(self, network: nn.Module, run: Callable[[], Any],
+               remove: tuple[str, Sequence[int]] | None = None) -> dict[str, Tensor]:
+        """Run ``run`` with hooks that record the watched layers' outputs.  ``remove = (layer,
+        channels)``: the batch holds ``len(channels)`` equal blocks, and block ``i`` has channel
+        ``channels[i]`` of that layer zeroed."""
         store: dict[str, Tensor] = {}
         modules = dict(network.named_modules())
         handles = []
@@ -167,8 +171,10 @@ class DELTA(nn.Module):
                 if name in store:
                     raise RuntimeError(f"DELTA: layer {name!r} ran twice in one forward pass; watch a module that runs once")
                 if remove is not None and remove[0] == name:
-                    output = output.clone()
-                    output[:, remove[1]] = 0
+                    channels = list(remove[1])
+                    blocks = output.reshape(len(channels), -1, *output.shape[1:]).clone()
+                    blocks[torch.arange(len(channels)), :, torch.tensor(channels)] = 0
+                    output = blocks.reshape(output.shape)
                 store[name] = output
                 return output
             return record
@@ -199,7 +205,7 @@ class DELTA(nn.Module):
             for handle in handles:
                 handle.remove()
 
-    def reference_maps(self, network: nn.Module, images: Tensor, remove: tuple[str, int] | None = None,
+    def reference_maps(self, network: nn.Module, images: Tensor, remove: tuple[str, Sequence[int]] | None = None,
                        output: list | None = None) -> dict[str, Tensor]:
         """The watched feature maps of the starting-point network on ``images`` (eval mode, no gradient)."""
         state = self.starting_point.as_dict()
@@ -236,15 +242,17 @@ class DELTA(nn.Module):
     # ------------------------------------------------------------------ attention
     @torch.no_grad()
     def fit_attention(self, network: nn.Module, batches: Iterable[tuple[Tensor, Any]],
-                      loss_fn: Callable[[Tensor, Any], Tensor]) -> list[Tensor]:
+                      loss_fn: Callable[[Tensor, Any], Tensor], max_images: int = 4096) -> list[Tensor]:
         """Estimate the channel attention on ``batches`` of ``(images, targets)``; returns it per layer.
 
         ``loss_fn(network_output, targets)`` is the target-task loss of the
         starting-point network's output (features) through a classifier fitted
         on them.  For every watched channel: the mean over the batches of the
         loss with the channel removed minus the loss without, then
-        :func:`attention_weights` per layer.  Costs one forward pass per
-        channel and batch.
+        :func:`attention_weights` per layer.  The cost is one batch's forward
+        pass per channel; removals run together, as copies of the batch of at
+        most ``max_images`` images in all (eval mode, so the copies do not
+        interact).
         """
         increases = [torch.zeros_like(w) for w in self.channel_weights()]
         count = 0
@@ -252,11 +260,16 @@ class DELTA(nn.Module):
             out: list = []
             self.reference_maps(network, images, output=out)
             base = float(loss_fn(out[0], targets))
+            per_pass = max(1, max_images // images.shape[0])
             for i, name in enumerate(self.layers):
-                for j in range(increases[i].numel()):
+                channels = list(range(increases[i].numel()))
+                for start in range(0, len(channels), per_pass):
+                    chunk = channels[start:start + per_pass]
+                    repeated = images.repeat(len(chunk), *([1] * (images.dim() - 1)))
                     out = []
-                    self.reference_maps(network, images, remove=(name, j), output=out)
-                    increases[i][j] += float(loss_fn(out[0], targets)) - base
+                    self.reference_maps(network, repeated, remove=(name, chunk), output=out)
+                    for block, j in zip(out[0].chunk(len(chunk)), chunk):
+                        increases[i][j] += float(loss_fn(block, targets)) - base
             count += 1
         if count == 0:
             raise ValueError("fit_attention: no batches")

@@ -34,6 +34,11 @@ from torch import Tensor, nn
 class Weighting(nn.Module):
     """Base class for every strategy that turns named loss terms into gradients."""
 
+    #: whether :meth:`backward` reads the gradients of the terms (Jacobians, gradient norms), not only
+    #: their values; such a method is not invariant to a loss scale applied to the terms' gradients
+    #: (float16 loss scaling then refuses it)
+    reads_term_gradients: bool = False
+
     def backward(
         self,
         losses: Mapping[str, Tensor],
@@ -42,7 +47,10 @@ class Weighting(nn.Module):
         task_parameters: Sequence[Tensor] = (),
         representation: Tensor | None = None,
     ) -> dict[str, float]:
-        """Populate ``.grad`` of the parameters; return the weight given to each term."""
+        """Populate ``.grad`` of the parameters; return the weight given to each term.
+
+        A weight is a float, or a 0-d tensor where reading it on the host would wait for the device.
+        """
         raise NotImplementedError
 
     def update(self, losses: Mapping[str, Tensor]) -> None:

@@ -64,6 +64,8 @@ class DBMTL(Weighting):
             or ``"loop"``.
     """
 
+    reads_term_gradients = True  # balances the terms' gradient norms
+
     def __init__(self, beta: float = 0.9, beta_sigma: float = 0.5, epsilon: float = 1e-8, jacobian: str = "auto"):
         super().__init__()
         if not 0.0 <= beta < 1.0:

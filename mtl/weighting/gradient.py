@@ -56,6 +56,8 @@ class GradientAggregation(Weighting):
     ``jacobian_mode`` and logged); ``"batched"`` or ``"loop"`` force one.
     """
 
+    reads_term_gradients = True
+
     def __init__(self, aggregator, target: str | None = None, jacobian: str = "auto"):
         super().__init__()
         self.aggregator = aggregator

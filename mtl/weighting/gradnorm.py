@@ -80,6 +80,8 @@ class GradNorm(Weighting):
             training rates (paper default 1.5).
     """
 
+    reads_term_gradients = True  # the gradient norms of the weighted terms
+
     def __init__(self, alpha: float = 1.5):
         super().__init__()
         if alpha < 0:

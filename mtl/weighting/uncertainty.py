@@ -48,7 +48,7 @@ class UncertaintyWeighting(LossWeighting):
         for name, value in losses.items():
             s = self.log_vars[name]
             total = total + 0.5 * torch.exp(-s) * value + 0.5 * s
-            weights[name] = float(0.5 * torch.exp(-s.detach()))
+            weights[name] = 0.5 * torch.exp(-s.detach())  # a tensor: float() here would wait for the device
         return total, weights
 
     def reset(self) -> None:

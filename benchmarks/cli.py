@@ -141,7 +141,7 @@ def _cmd_list(args) -> int:
 
     from .config import _schema
     from .datasets import DATASETS
-    from .registry import ARCHITECTURES, BACKBONE_ENTRIES, METHODS, WEIGHTINGS
+    from .registry import ARCHITECTURES, BACKBONE_ENTRIES, METHODS, REGULARIZERS, SELFSUP, WEIGHTINGS
 
     default_validators = _schema().train.validators
     sections = {
@@ -151,6 +151,8 @@ def _cmd_list(args) -> int:
         "backbones": {n: e.summary for n, e in BACKBONE_ENTRIES.items()},
         "architectures": {n: e.summary for n, e in ARCHITECTURES.items()},
         "validators": {n: _validator_line(n, cls, default_validators) for n, cls in VALIDATORS.items()},
+        "selfsup": {n: e.summary for n, e in SELFSUP.items()},
+        "regularizers": {n: e.summary for n, e in REGULARIZERS.items()},
     }
     for section in [args.what] if args.what else sections:
         print(f"{section}:")
@@ -179,10 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_cmd_run)
 
     lister = sub.add_parser(
-        "list", help="list datasets, methods, weightings, backbones, architectures and model-selection validators"
+        "list", help="list datasets, methods, weightings, backbones, architectures, model-selection validators, "
+        "self-supervised objectives (selfsup) and fine-tuning regularisers"
     )
     lister.add_argument(
-        "what", nargs="?", choices=["datasets", "methods", "weightings", "backbones", "architectures", "validators"]
+        "what", nargs="?",
+        choices=["datasets", "methods", "weightings", "backbones", "architectures", "validators", "selfsup", "regularizers"],
     )
     lister.set_defaults(handler=_cmd_list)
 

@@ -175,3 +175,15 @@ def test_the_new_keys_leave_earlier_config_hashes_unchanged():
     for path in records[::8]:  # committed records of the transfer study keep their identity
         record = json.loads(Path(path).read_text())
         assert config_hash(record["config"]) == record["config_hash"], path
+
+
+def test_mtlda_list_shows_the_objectives_and_regularizers_with_their_papers(capsys):
+    from benchmarks.cli import main
+    from benchmarks.registry import REGULARIZERS, SELFSUP
+
+    for section, registry in (("selfsup", SELFSUP), ("regularizers", REGULARIZERS)):
+        assert main(["list", section]) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+        listed = {line.split()[0]: line for line in lines[1:]}
+        assert set(listed) == set(registry)
+        assert all(any(year in line for year in ("2018", "2019", "2020")) for line in listed.values())

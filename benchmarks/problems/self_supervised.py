@@ -136,6 +136,14 @@ class SelfSupervisedProblem(Problem):
             if task in train_labels and task in test_labels
         }
 
+    def metric_names(self, split: str) -> list[str]:
+        if split not in ("val", "test"):
+            raise ValueError(f"unknown split {split!r}")
+        names = [f"{split}/{name}/{metric}" for name in self.extra_terms.selfsup for metric in ("loss", "accuracy")]
+        if split == "test":
+            names += [f"test/probe/{task}/accuracy" for task in self.probe_tasks]
+        return names
+
     def evaluate(self, split: str) -> dict[str, float]:
         if split == "val":
             return self._objective_metrics(self.val_split, "val")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -254,6 +256,62 @@ CHOICES = {
 }
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric key allows: finite numbers between ``low`` and ``high`` (open ends exclude them)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        if self.low is None and self.high is None:
+            return "a finite number"
+        if self.high is None:
+            return f"a number {'>' if self.low_open else '≥'} {self.low:g}"
+        return f"a number in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+#: numeric keys and what they allow, checked when a config is merged (before any data is read)
+RANGES = {
+    "data.batch_size": Range(1),
+    "data.eval_batch_size": Range(1),
+    "data.workers": Range(0),
+    "data.val_fraction": Range(0, 1, low_open=True, high_open=True),
+    "data.image_size": Range(1),
+    "data.channels": Range(1),
+    "data.labels_per_class": Range(1),
+    "model.bottleneck_dim": Range(1),
+    "model.bottleneck_dropout": Range(0, 1, high_open=True),
+    "optim.lr": Range(0),
+    "optim.momentum": Range(0, 1, high_open=True),
+    "optim.weight_decay": Range(0),
+    "optim.lr_gamma": Range(0),
+    "optim.lr_decay": Range(0),
+    "optim.weighting_lr": Range(0),
+    "train.epochs": Range(1),
+    "train.steps_per_epoch": Range(1),
+    "train.patience": Range(1),
+    "train.log_every": Range(1),
+    "train.gradient_diagnostics_every": Range(1),
+    "train.threads": Range(1),
+    "train.validator_samples": Range(2),
+}
+#: list-valued keys: the range each entry must lie in
+LIST_RANGES = {"data.mean": Range(), "data.std": Range(0, low_open=True)}
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+#: what the metric keys must start with: selection reads validation metrics only, tables read reported ones
+METRIC_PREFIXES = {"train.selection_metric": ("val/",), "report": ("test/", "val/")}
+
+
 def _valid_keys(schema, dotted_parent: str) -> list[str]:
     node = schema
     for part in [p for p in dotted_parent.split(".") if p]:
@@ -318,7 +376,35 @@ def merge_config(*layers: DictConfig | dict, source: str = "config") -> DictConf
         value = OmegaConf.select(merged, dotted)
         if value not in allowed:
             raise ConfigError(f"{source}: '{dotted}' is {value!r}; choose one of: {', '.join(str(a).lower() for a in allowed)}")
+    check_values(merged, schema, source)
     return merged
+
+
+def check_values(cfg: DictConfig, schema: DictConfig, source: str = "config") -> None:
+    """Numeric ranges, the device name and the shape of metric names: a ConfigError naming the key and what it allows."""
+    for dotted, allowed in RANGES.items():
+        value = OmegaConf.select(cfg, dotted)
+        if value is None and OmegaConf.select(schema, dotted) is None:
+            continue  # null is this key's default ("not set")
+        if value not in allowed:
+            null = " (or null)" if OmegaConf.select(schema, dotted) is None else ""
+            raise ConfigError(f"{source}: '{dotted}' is {value!r}; it must be {allowed}{null}")
+    for dotted, allowed in LIST_RANGES.items():
+        values = list(OmegaConf.select(cfg, dotted))
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise ConfigError(f"{source}: '{dotted}' is {values}; it needs one or more values, each {allowed}")
+    device = cfg.train.device
+    if not DEVICE_PATTERN.fullmatch(str(device)):
+        raise ConfigError(f"{source}: 'train.device' is {device!r}; use auto, cpu, cuda, cuda:N or mps (--device sets it)")
+    for dotted, prefixes in METRIC_PREFIXES.items():
+        value = OmegaConf.select(cfg, dotted)
+        for name in [value] if isinstance(value, str) else list(value):
+            if not str(name).startswith(prefixes) or str(name).endswith("/"):
+                raise ConfigError(
+                    f"{source}: '{dotted}' names {name!r}; it must be a metric name starting with "
+                    f"{' or '.join(prefixes)} (e.g. {prefixes[0]}source/digit/accuracy)"
+                )
 
 
 def load_yaml(path: str | Path) -> DictConfig:

@@ -29,7 +29,7 @@ from .engine import Trainer
 from .precision import configure_backends
 from .phases import PhasePlan
 from .problems import DomainAdaptationProblem, MultiTaskProblem
-from .problems.domain_adaptation import check_selection_metric
+from .problems.domain_adaptation import check_selection_metric, check_validators
 from .records import atomic_write_json, git_commit, hardware, package_versions
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ def build_backbone(name: str, args, weights: str | None, where: str, *, channels
     (which records ``backbone_spec`` for :func:`save_trained_backbone` and loads strictly)."""
     if name in registry.BACKBONE_ENTRIES:
         _, kwargs = registry.checked_arguments(registry.BACKBONE_ENTRIES, "backbone", name, args,
-                                               {"in_channels": channels, "image_size": image_size})
+                                               {"in_channels": channels, "image_size": image_size}, f"{where}.args")
     elif not name.startswith("timm:") and name not in supported_backbones():
         raise ConfigError(
             f"{where}.backbone: unknown backbone {name!r}; choose one of {', '.join(sorted(registry.BACKBONE_ENTRIES))}, "
@@ -306,14 +306,51 @@ def build_phase_plan(cfg: DictConfig, problem) -> PhasePlan | None:
     return plan
 
 
-def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer:
+def check_config(cfg: DictConfig) -> None:
+    """What can be checked without data, before anything is read or trained: the selection rule, the
+    validators, and the names, argument names and argument types of every component (a ConfigError names
+    the key).  Value ranges were checked when the config was merged (:func:`benchmarks.config.check_values`)."""
     check_selection_metric(cfg.train.selection_metric, cfg.train.oracle_selection)
+    check_backbone_export(cfg)
+    if cfg.problem == "domain_adaptation":
+        registry.check_config_arguments(registry.METHODS, "method", cfg.method.name, cfg.method.args)
+        check_validators(cfg.train.validators, cfg.train.validator_samples)
+    registry.check_config_arguments(registry.WEIGHTINGS, "weighting", cfg.weighting.name, cfg.weighting.args)
+    registry.check_config_arguments(
+        registry.ARCHITECTURES, "architecture", cfg.model.architecture, cfg.model.architecture_args
+    )
+    backbones = [("model", cfg.model), *((f"model.stack[{i}]", s) for i, s in enumerate(cfg.model.stack))]
+    for where, spec in backbones:
+        if spec.backbone in registry.BACKBONE_ENTRIES:
+            registry.check_config_arguments(registry.BACKBONE_ENTRIES, "backbone", spec.backbone, spec.args, f"{where}.args")
+
+
+def check_metric_names(cfg: DictConfig, problem) -> None:
+    """``train.selection_metric`` and ``report`` against the metrics ``problem`` will produce, before training."""
+    val, test = problem.metric_names("val"), problem.metric_names("test")
+    if val is None or test is None:
+        return  # a problem that cannot say in advance; the engine checks the selection metric after an epoch
+    if cfg.train.selection_metric not in val:
+        raise ConfigError(
+            f"train.selection_metric {cfg.train.selection_metric!r} is not a validation metric of this run; "
+            f"it produces: {', '.join(val)}"
+        )
+    unknown = [name for name in cfg.report if name not in (*val, *test)]
+    if unknown:
+        raise ConfigError(
+            f"report: no run of this config produces {', '.join(map(repr, unknown))}; its metrics: {', '.join([*test, *val])}"
+        )
+
+
+def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer:
+    check_config(cfg)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     device = select_device(cfg.train.device)
     backends = configure_backends(device, cfg.train.deterministic)  # cuDNN autotuning and TF32, chosen here
     problem = build_problem(cfg, device)
+    check_metric_names(cfg, problem)
     if cfg.train.channels_last:
         # the weights in NHWC: oneDNN / cuDNN then run every convolution (and its output) in that layout
         problem.to(memory_format=torch.channels_last)

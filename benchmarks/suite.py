@@ -51,7 +51,7 @@ from omegaconf.errors import OmegaConfBaseException
 from tqdm.auto import tqdm
 
 from .config import ConfigError, load_experiment, load_yaml
-from .experiment import RECORD_NAME, run_experiment, run_identity
+from .experiment import RECORD_NAME, check_config, run_experiment, run_identity
 from .records import atomic_write_json, read_json_file
 from .report import metric_scale
 from .sweep import SourceLines, SweepBlock, format_selection, select_configuration, sweep_blocks
@@ -203,6 +203,7 @@ def plan_suite(
             layers = [*suite.overrides, *exp_overrides, *(overrides or []), f"train.seed={seed}", f"name={name}"]
             try:
                 cfg = load_experiment(config_path, layers)
+                check_config(cfg)  # every run of the suite, before the first one trains
             except ConfigError as error:
                 raise ConfigError(f"{lines.at(where)}: experiment '{name}': {error}") from error
             runs.append(
@@ -225,6 +226,7 @@ def plan_single(path: str | Path, output: str | Path, seeds: list[int] | None, o
     runs = []
     for seed in seeds or [base.train.seed]:
         cfg = load_experiment(path, [*(overrides or []), f"train.seed={seed}"])
+        check_config(cfg)
         runs.append(PlannedRun(cfg.name, seed, cfg, Path(output) / cfg.name / f"seed{seed}", overrides=list(overrides or [])))
     return base.name, runs
 

@@ -1,0 +1,65 @@
+"""The self-supervised / regulariser transfer study's plan and table (the study itself is a
+benchmark command, not a test)."""
+from pathlib import Path
+
+from benchmarks.selfsup_study import DA_RUNS, FINETUNING, LABELS, STARTS, plan, skipped, table
+
+
+def test_plan_covers_every_start_target_label_count_fine_tuning_and_seed(tmp_path):
+    pretrain, finetune, da = plan(tmp_path, "/data", [1], ["usps", "mnist-m"])
+    assert [r.experiment for r in pretrain] == [
+        "pretrain/supervised", "pretrain/rotation/usps", "pretrain/rotation/mnist-m",
+        "pretrain/contrastive/usps", "pretrain/contrastive/mnist-m",
+    ]
+    assert all(r.config.train.save_backbone and r.seed == 0 for r in pretrain)
+    assert [list(r.config.data.unlabelled) for r in pretrain] == [[], ["usps-esl"], ["mnist-m"], ["usps-esl"], ["mnist-m"]]
+    per_cell = len(STARTS) * len(FINETUNING) - 1  # no L2-SP from scratch
+    assert len(finetune) == 2 * len(LABELS) * per_cell and {r.seed for r in finetune} == {1}
+    backbone = {r.experiment: str((r.run_dir / "backbone.pt").resolve()) for r in pretrain}
+    for run in finetune:
+        target, labels, start, finetuning = run.experiment.split("/")
+        cfg = run.config
+        assert not skipped(start, finetuning)
+        assert cfg.data.root == "/data" and cfg.data.dataset == ("usps-esl" if target == "usps" else "mnist-m")
+        assert cfg.data.labels_per_class == (None if labels == "all" else int(labels))
+        expected = {"scratch": None, "supervised": backbone["pretrain/supervised"]}.get(start, backbone.get(f"pretrain/{start}/{target}"))
+        assert cfg.model.weights == expected
+        assert [e.name for e in cfg.regularizers] == ([] if finetuning == "plain" else [finetuning])
+        assert not cfg.train.phases and cfg.train.epochs == 4 and cfg.train.steps_per_epoch == 100
+        assert run.run_dir == Path(tmp_path) / target / labels / start / finetuning / f"seed{run.seed}"
+    assert [r.experiment for r in da] == [f"da/mnist_to_mnistm/{v}" for v in DA_RUNS]
+    rotation = [r for r in da if r.experiment.endswith("dann_rotation")][0].config
+    assert rotation.method.name == "dann" and [e.name for e in rotation.selfsup] == ["rotation"]
+    assert rotation.selfsup[0].domains is None  # both domains
+    assert rotation.train.epochs * rotation.train.steps_per_epoch == 1000
+    smoke_pretrain, smoke_finetune, _ = plan(tmp_path / "smoke", None, [0], ["usps"], smoke=True)
+    assert all(r.config.train.epochs == 1 and r.config.train.steps_per_epoch == 5 for r in smoke_pretrain + smoke_finetune)
+
+
+def _record(name, value, metric="test/digit/accuracy", **extra):
+    return {"name": name, "metrics": {metric: value, **extra.pop("metrics", {})}, "steps": 400,
+            "config": {"problem": "multitask", "data": {"dataset": "usps-esl", "batch_size": 32}, "selfsup": []},
+            "hardware": {"device": "cpu", "cpu_count": 2, "torch_threads": 1}, **extra}
+
+
+def test_table_states_budgets_and_marks_the_best_of_each_column():
+    pretrain = [
+        _record("pretrain/supervised", 0.98),
+        {**_record("pretrain/rotation/usps", 0.0, metric="test/rotation/accuracy",
+                   metrics={"test/probe/digit/accuracy": 0.9}),
+         "config": {"problem": "self_supervised", "selfsup": [{"name": "rotation"}],
+                    "data": {"dataset": "mnist", "unlabelled": ["usps-esl"], "batch_size": 64}}},
+    ]
+    finetune = [_record("usps/10/scratch/plain", 0.5), _record("usps/10/scratch/plain", 0.7),
+                _record("usps/10/rotation/bss", 0.8)]
+    da = [_record("da/mnist_to_mnistm/dann", 0.55, metric="test/target/digit/accuracy")]
+    text = table(pretrain, finetune, da, ["usps"])
+    assert "SMOKE" not in text and "SMOKE" in table(pretrain, finetune, da, ["usps"], smoke=True)
+    lines = text.splitlines()
+    scratch = next(line for line in lines if line.startswith("| scratch | plain"))
+    assert "60.0 ± 14.1 (2)" in scratch and scratch.count("—") == 2
+    assert "**80.0 (1)**" in next(line for line in lines if line.startswith("| rotation | bss"))
+    assert not any(line.startswith("| scratch | l2_sp") for line in lines)
+    assert "mnist + usps-esl (no labels)" in text and "128 images a step" in text and "90.0" in text
+    assert "400 steps of batch 32" in text and "| DANN | 55.0 (1) |" in text
+    assert "| DANN + rotation prediction on source and target images | — |" in text

@@ -113,8 +113,8 @@ def paired_p_value(ours: list[float], theirs: list[float]) -> float | None:
     if len(ours) < 2 or len(ours) != len(theirs):
         return None
     differences = [a - b for a, b in zip(ours, theirs)]
-    if statistics.pstdev(differences) == 0.0:
-        return None
+    if statistics.pstdev(differences) <= 1e-9 * max(1.0, abs(statistics.mean(differences))):
+        return None  # equal differences (up to rounding): the t statistic is undefined
     from scipy.stats import ttest_rel
 
     return float(ttest_rel(ours, theirs).pvalue)

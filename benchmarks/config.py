@@ -94,6 +94,11 @@ class ModelConfig:
     bottleneck_dim: Optional[int] = None
     #: dropout probability at the end of the bottleneck (with bottleneck_dim only)
     bottleneck_dropout: float = 0.0
+    #: false: no batch norm in the bottleneck (Linear–ReLU–Dropout, Transfer-Learning-Library's DAN)
+    bottleneck_batch_norm: bool = True
+    #: true: the bottleneck's dropout scales kept units by 1/sqrt(1−p), preserving the expected
+    #: squared feature norm (AFN's "L2-preserved dropout", Xu et al. 2019; mtl.bottleneck)
+    bottleneck_l2_dropout: bool = False
 
 
 @dataclass

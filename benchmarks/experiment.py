@@ -193,12 +193,15 @@ def run_identity(cfg: DictConfig) -> str:
 def with_bottleneck(model_cfg, backbone):
     """``backbone`` under the configured bottleneck (model.bottleneck_dim), or unchanged when there is none."""
     dim, dropout = model_cfg.bottleneck_dim, model_cfg.bottleneck_dropout
+    batch_norm, l2_dropout = model_cfg.bottleneck_batch_norm, model_cfg.bottleneck_l2_dropout
     if dim is None:
         if dropout:
             raise ConfigError(f"model.bottleneck_dropout={dropout} needs model.bottleneck_dim (the bottleneck's width)")
+        if not batch_norm or l2_dropout:
+            raise ConfigError("model.bottleneck_batch_norm/bottleneck_l2_dropout need model.bottleneck_dim (the bottleneck's width)")
         return backbone
     try:
-        return WithBottleneck(backbone, dim=dim, dropout=dropout)
+        return WithBottleneck(backbone, dim=dim, dropout=dropout, batch_norm=batch_norm, l2_dropout=l2_dropout)
     except ValueError as error:
         raise ConfigError(f"model.bottleneck_dim/bottleneck_dropout: {error}") from error
 

@@ -137,10 +137,13 @@ def _product_kernel_mmd(
     target_layers: Sequence[Tensor],
     kernels: Sequence[MultiGaussianKernel],
     linear: bool,
+    circular: bool = False,
 ) -> Tensor:
     """MMD^2 estimate under the product over layers of each layer's multi-kernel.
 
     With a single layer this is plain MK-MMD; with several it is JAN's JMMD.
+    ``circular`` (linear estimate only): consecutive pairs ``(i, i+1 mod n)`` over
+    the first ``n = min(m, n_t)`` samples instead of disjoint pairs.
     """
     sources, targets = _check_layers(source_layers, target_layers, len(kernels))
     num_source, num_target = sources[0].shape[0], targets[0].shape[0]
@@ -152,11 +155,16 @@ def _product_kernel_mmd(
         num_pairs = min(num_source, num_target) // 2
         if num_pairs < 1:
             raise ValueError("the linear estimate needs at least two source and two target samples")
+        count = min(num_source, num_target)
         within_source = within_target = source_target = target_source = None
         for kernel, source, target in zip(kernels, sources, targets):
             bandwidths = kernel.bandwidths(torch.cat([source, target]))
-            s_a, s_b = source[0 : 2 * num_pairs : 2], source[1 : 2 * num_pairs : 2]
-            t_a, t_b = target[0 : 2 * num_pairs : 2], target[1 : 2 * num_pairs : 2]
+            if circular:  # every sample starts one tuple: (z_i, z_{i+1 mod n})
+                s_a, s_b = source[:count], source[:count].roll(-1, dims=0)
+                t_a, t_b = target[:count], target[:count].roll(-1, dims=0)
+            else:
+                s_a, s_b = source[0 : 2 * num_pairs : 2], source[1 : 2 * num_pairs : 2]
+                t_a, t_b = target[0 : 2 * num_pairs : 2], target[1 : 2 * num_pairs : 2]
             values = [
                 kernel(_rowwise_squared_distances(s_a, s_b), bandwidths),
                 kernel(_rowwise_squared_distances(t_a, t_b), bandwidths),
@@ -232,6 +240,12 @@ class MultipleKernelMMD(nn.Module):
         kernel_mul: ratio between consecutive bandwidths.
         bandwidth: fixed base bandwidth; ``None`` uses the batch heuristic.
         linear: use the linear-time estimate instead of the unbiased quadratic one.
+        linear_pairing: ``"disjoint"`` (default): the quad-tuples above, ``n/2`` of
+            them; ``"circular"``: one tuple per sample, ``(s_i, s_{i+1}, t_i, t_{i+1})``
+            with indices mod ``n``, averaged over ``n``, as Transfer-Learning-Library's
+            linear DAN (``tllib/alignment/dan.py``, ``_update_index_matrix``; its value
+            also carries a constant ``+2/(n-1)`` that has no gradient and is left out
+            here). Same expectation, twice as many (overlapping) tuples.
 
     Shape:
         ``forward(source_features (m, ...), target_features (n, ...)) -> scalar``.
@@ -243,17 +257,22 @@ class MultipleKernelMMD(nn.Module):
         kernel_mul: float = 2.0,
         bandwidth: Optional[float] = None,
         linear: bool = False,
+        linear_pairing: str = "disjoint",
     ) -> None:
         super().__init__()
+        if linear_pairing not in ("disjoint", "circular"):
+            raise ValueError(f"linear_pairing must be 'disjoint' or 'circular', got {linear_pairing!r}")
         self.kernel = MultiGaussianKernel(num_kernels, kernel_mul, bandwidth)
         self.linear = linear
+        self.linear_pairing = linear_pairing
 
     @full_precision_statistic
     def forward(self, source_features: Tensor, target_features: Tensor) -> Tensor:
-        return _product_kernel_mmd([source_features], [target_features], [self.kernel], self.linear)
+        circular = self.linear_pairing == "circular"
+        return _product_kernel_mmd([source_features], [target_features], [self.kernel], self.linear, circular)
 
     def extra_repr(self) -> str:
-        return f"kernel={self.kernel}, linear={self.linear}"
+        return f"kernel={self.kernel}, linear={self.linear}, linear_pairing={self.linear_pairing}"
 
 
 class JointMultipleKernelMMD(nn.Module):

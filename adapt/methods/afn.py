@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..losses.afn import stepwise_feature_norm_loss
+from ..losses.entropy import entropy
 from .base import AdaptationMethod
 
 
@@ -26,19 +27,36 @@ class AFN(AdaptationMethod):
     activations grew geometrically and MNIST→USPS training collapsed to chance
     (8.3% target accuracy after 1000 steps; ``tests/test_bottleneck.py`` shows
     the growth).
+
+    ``entropy_trade_off > 0`` adds the term ``entropy``: ``entropy_trade_off ·
+    mean_i H(softmax(target_logits_i))``, the entropy minimisation that the
+    paper combines with SAFN ("SAFN+ENT") and Transfer-Learning-Library's
+    ``afn.py --trade-off-entropy`` adds (0.03 in its digits scripts).  The
+    method then reads the classifier's logits.  Default 0: no such term.
     """
 
     term_names = ("afn",)
     reads_logits = False
+    features_only_with = (("entropy_trade_off", 0.0),)
 
-    def __init__(self, trade_off: float = 0.05, delta: float = 1.0):
+    def __init__(self, trade_off: float = 0.05, delta: float = 1.0, entropy_trade_off: float = 0.0):
         super().__init__()
+        if entropy_trade_off < 0:
+            raise ValueError(f"AFN entropy_trade_off must be non-negative, got {entropy_trade_off}")
         self.trade_off = float(trade_off)
         self.delta = float(delta)
+        self.entropy_trade_off = float(entropy_trade_off)
+        if self.entropy_trade_off > 0:
+            self.term_names = ("afn", "entropy")
+            self.reads_logits = True
 
-    def alignment_terms(self, *, source_features, target_features, **_):
+    def alignment_terms(self, *, source_features, target_features, target_logits=None, **_):
         # the two domains are enlarged separately, as in the authors' code
         loss = stepwise_feature_norm_loss(source_features, self.delta) + stepwise_feature_norm_loss(
             target_features, self.delta
         )
-        return {"afn": self.trade_off * loss}
+        terms = {"afn": self.trade_off * loss}
+        if self.entropy_trade_off > 0:
+            # float32: log-space entropies lose most of their precision in bfloat16
+            terms["entropy"] = self.entropy_trade_off * entropy(target_logits.float())
+        return terms

@@ -19,6 +19,8 @@ class BSP(DANN):
     the largest singular values restores discriminability.
 
     Paper defaults: k = 1, β = 1e-4 (constant), on top of DANN with λ = 1.
+    ``ramp_steps`` is DANN's (Transfer-Learning-Library's ``bsp.py`` uses the
+    warm-start GRL of its ``DomainAdversarialLoss``: ``ramp_steps=10000``).
     The paper (and TLLib) penalise the output of a Linear–BN–ReLU bottleneck;
     here the features are whatever the model's backbone outputs, so give BSP
     one: ``model.bottleneck_dim=256`` (:class:`mtl.WithBottleneck`).  The
@@ -41,15 +43,18 @@ class BSP(DANN):
         max_coefficient: float = 1.0,
         bsp_trade_off: float = 1e-4,
         k: int = 1,
+        ramp_steps: int | None = None,
     ):
-        super().__init__(feature_dim, hidden_sizes, batch_norm, trade_off, schedule, max_coefficient)
+        super().__init__(feature_dim, hidden_sizes, batch_norm, trade_off, schedule, max_coefficient, ramp_steps)
         if k < 1:
             raise ValueError(f"BSP k must be at least 1, got {k}")
         self.bsp_trade_off = float(bsp_trade_off)
         self.k = int(k)
 
-    def alignment_terms(self, *, source_features, target_features, progress, **_):
-        terms = super().alignment_terms(source_features=source_features, target_features=target_features, progress=progress)
+    def alignment_terms(self, *, source_features, target_features, progress, step=0, **_):
+        terms = super().alignment_terms(
+            source_features=source_features, target_features=target_features, progress=progress, step=step
+        )
         # float32: the SVD has no bfloat16 kernel
         penalty = batch_spectral_penalty(source_features.float(), target_features.float(), self.k)
         terms["bsp"] = self.bsp_trade_off * penalty

@@ -35,6 +35,12 @@ class CDAN(AdaptationMethod):
 
     ``entropy_conditioning=True`` is CDAN+E: examples are weighted by
     ``1 + exp(−H(g))`` so that confident, transferable ones count more.
+    ``entropy_weight_normalization`` says how the weights are normalised:
+    ``"per_domain"`` (default) rescales each domain's weights to sum to its
+    batch size, as the authors' code (thuml/CDAN, ``loss.py``) does, so both
+    domains weigh the same in total; ``"joint"`` rescales the weights of the
+    joint batch to sum to its size, as Transfer-Learning-Library does
+    (``tllib/alignment/cdan.py``), so the more confident domain weighs more.
 
     Paper defaults: λ = 1 (``trade_off``); the GRL coefficient follows
     ``schedule`` (the DANN ramp 2/(1+exp(−10p)) − 1) times ``max_coefficient``,
@@ -61,10 +67,16 @@ class CDAN(AdaptationMethod):
         ramp_steps: int | None = None,
         multilinear_limit: int = 4096,
         randomized_dim: int = 1024,
+        entropy_weight_normalization: str = "per_domain",
     ):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; choose one of {sorted(SCHEDULES)}")
+        if entropy_weight_normalization not in ("per_domain", "joint"):
+            raise ValueError(
+                f"entropy_weight_normalization must be 'per_domain' or 'joint', got {entropy_weight_normalization!r}"
+            )
+        self.entropy_weight_normalization = entropy_weight_normalization
         if feature_dim * num_classes > multilinear_limit:
             self.randomized_map = RandomizedMultilinearMap(feature_dim, num_classes, randomized_dim)
             conditioned_dim = randomized_dim
@@ -96,7 +108,10 @@ class CDAN(AdaptationMethod):
         conditioned = self.condition(features, predictions)
         # one discriminator pass over both domains, so its batch norm sees the joint batch (as in DANN)
         domain_logits = self.discriminator(reverse_gradient(conditioned, self.coefficient)).float()
-        if self.entropy_conditioning:
+        if self.entropy_conditioning and self.entropy_weight_normalization == "joint":
+            joint = entropy_weights(predictions)  # summing to the joint batch size (TLLib)
+            weights = joint[:num_source], joint[num_source:]
+        elif self.entropy_conditioning:
             weights = entropy_weights(predictions[:num_source]), entropy_weights(predictions[num_source:])
         else:
             weights = None, None
@@ -114,7 +129,9 @@ class CDAN(AdaptationMethod):
 
 
 class CDANE(CDAN):
-    """CDAN+E: :class:`CDAN` with entropy conditioning (same paper, same arguments)."""
+    """CDAN+E: :class:`CDAN` with entropy conditioning (same paper, same arguments;
+    ``ramp_steps=10000`` and ``entropy_weight_normalization="joint"`` are
+    Transfer-Learning-Library's ``cdan.py --entropy``)."""
 
     def __init__(
         self,
@@ -125,8 +142,10 @@ class CDANE(CDAN):
         trade_off: float = 1.0,
         schedule: str = "dann",
         max_coefficient: float = 1.0,
+        ramp_steps: int | None = None,
         multilinear_limit: int = 4096,
         randomized_dim: int = 1024,
+        entropy_weight_normalization: str = "per_domain",
     ):
         super().__init__(
             feature_dim,
@@ -137,6 +156,8 @@ class CDANE(CDAN):
             trade_off=trade_off,
             schedule=schedule,
             max_coefficient=max_coefficient,
+            ramp_steps=ramp_steps,
             multilinear_limit=multilinear_limit,
             randomized_dim=randomized_dim,
+            entropy_weight_normalization=entropy_weight_normalization,
         )

@@ -19,18 +19,34 @@ class DAN(AdaptationMethod):
     Paper defaults: 5 kernels, multiplier 2, λ = 1 (no ramp).  DAN adapts fc6–fc8
     of AlexNet; here the backbone's output is the single adapted layer.  The
     paper uses the linear-time estimate to keep SGD linear in the batch size;
-    ``linear=False`` (default, as in the authors' Transfer-Learning-Library)
-    uses the unbiased quadratic estimate, which is cheap at these batch sizes
-    and has lower variance; ``linear=True`` gives the paper's estimator.
+    ``linear=False`` (default) uses the unbiased quadratic estimate, which is
+    cheap at these batch sizes and has lower variance (it is the default of
+    Transfer-Learning-Library's loss module, but not of its ``dan.py`` script);
+    ``linear=True`` gives the paper's estimator over disjoint quad-tuples, and
+    with ``linear_pairing="circular"`` the one ``dan.py`` trains with
+    (``linear=not args.non_linear``; see
+    :class:`~adapt.losses.mmd.MultipleKernelMMD`).  TLLib's kernels
+    (``GaussianKernel(alpha=2**k)``, k = −3…1, σ² = α · mean squared distance)
+    are these five bandwidths, up to its mean counting the zero diagonal
+    distances: its bandwidths are ``(2n−1)/(2n)`` of ours for batches of n + n.
     """
 
     term_names = ("mmd",)
     reads_logits = False
 
-    def __init__(self, trade_off: float = 1.0, num_kernels: int = 5, kernel_mul: float = 2.0, linear: bool = False):
+    def __init__(
+        self,
+        trade_off: float = 1.0,
+        num_kernels: int = 5,
+        kernel_mul: float = 2.0,
+        linear: bool = False,
+        linear_pairing: str = "disjoint",
+    ):
         super().__init__()
         self.trade_off = float(trade_off)
-        self.mmd = MultipleKernelMMD(num_kernels=num_kernels, kernel_mul=kernel_mul, linear=linear)
+        self.mmd = MultipleKernelMMD(
+            num_kernels=num_kernels, kernel_mul=kernel_mul, linear=linear, linear_pairing=linear_pairing
+        )
 
     def alignment_terms(self, *, source_features, target_features, **_):
         # float32: Gaussian kernels of squared distances underflow/round badly in bfloat16

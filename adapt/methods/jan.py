@@ -22,6 +22,9 @@ class JAN(AdaptationMethod):
     ramped 0 → 1 by the DANN schedule 2/(1+exp(−10p)) − 1.  As for DAN,
     ``linear=False`` uses the unbiased quadratic estimate (the authors'
     library default); ``linear=True`` the paper's linear-time one.
+    Transfer-Learning-Library's ``jan.py`` (quadratic, as here) keeps λ = 1
+    without a ramp (``schedule="constant"``) and gives the prediction kernel
+    σ = 0.92, i.e. ``prediction_bandwidth=1.6928`` (= 2σ² in this convention).
     """
 
     term_names = ("jmmd",)

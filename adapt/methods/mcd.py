@@ -17,6 +17,30 @@ def _keep_fixed(modules: Iterable[nn.Module]) -> None:
             parameter.grad = None
 
 
+def _forget_momentum(optimizer, module: nn.Module) -> None:
+    """Drop ``module``'s SGD momentum buffers, so that the next ``optimizer.step()`` moves it by plain SGD.
+
+    Without a buffer, non-Nesterov SGD starts a new one at the current (weight-decayed) gradient and
+    steps by exactly that, whatever the momentum coefficient.
+    """
+    for parameter in module.parameters():
+        state = optimizer.state.get(parameter)
+        if state:
+            state.pop("momentum_buffer", None)
+
+
+def class_balance_loss(logits: Tensor, eps: float = 1e-6) -> Tensor:
+    """``−1/C Σ_c log(p̄_c + eps)`` with ``p̄`` the batch mean of ``softmax(logits)``.
+
+    The cross-entropy from the uniform distribution to the batch's mean prediction: smallest
+    (log C) when the batch's predictions are spread evenly over the classes.  This is the term
+    Transfer-Learning-Library's ``mcd.py`` calls ``entropy`` (``tllib/alignment/mcd.py``, with
+    ``eps = 1e-6``); it is not the mean per-example entropy.
+    """
+    mean_prediction = logits.float().softmax(dim=1).mean(dim=0)
+    return -(mean_prediction + eps).log().mean()
+
+
 class MCD(AdaptationMethod):
     """Saito, Watanabe, Ushiku & Harada, "Maximum Classifier Discrepancy for
     Unsupervised Domain Adaptation", CVPR 2018.
@@ -39,29 +63,70 @@ class MCD(AdaptationMethod):
     = 4`` (digits).  The logged terms are ``source_ce`` (step A's sum of the two
     classifiers' losses) and ``discrepancy`` (before the last generator step).
     Evaluation uses F1 alone (the paper also reports F2 and their ensemble).
+
+    Options for Transfer-Learning-Library's ``mcd.py`` (digits: ``--trade-off 0.3
+    --trade-off-entropy 0.03``); the defaults keep the paper's update:
+
+    * ``entropy_trade_off``: adds ``entropy_trade_off · [balance(F1) + balance(F2)]``
+      on the target batch to steps A and B, ``balance`` being
+      :func:`class_balance_loss` (TLLib's ``entropy`` of MCD).  Step A then
+      forwards the source and target batches together.
+    * ``generator_momentum=False``: G steps by plain SGD while F1 and F2 keep the
+      optimiser's momentum, as TLLib's two optimisers do (``optimizer_g`` without
+      momentum, ``optimizer_f`` with 0.9).  It needs SGD without Nesterov.
     """
 
     term_names = ("source_ce", "discrepancy")
     owns_update = True
 
-    def __init__(self, feature_dim: int, num_classes: int, num_generator_steps: int = 4, trade_off: float = 1.0):
+    def __init__(
+        self,
+        feature_dim: int,
+        num_classes: int,
+        num_generator_steps: int = 4,
+        trade_off: float = 1.0,
+        entropy_trade_off: float = 0.0,
+        generator_momentum: bool = True,
+    ):
         super().__init__()
         if num_generator_steps < 1:
             raise ValueError(f"MCD needs at least one generator step, got {num_generator_steps}")
+        if entropy_trade_off < 0:
+            raise ValueError(f"MCD entropy_trade_off must be non-negative, got {entropy_trade_off}")
         self.second_classifier = nn.Linear(feature_dim, num_classes)
         self.num_generator_steps = int(num_generator_steps)
         self.trade_off = float(trade_off)
+        self.entropy_trade_off = float(entropy_trade_off)
+        self.generator_momentum = bool(generator_momentum)
+
+    def _balance(self, first_logits: Tensor, second_logits: Tensor) -> Tensor:
+        return self.entropy_trade_off * (class_balance_loss(first_logits) + class_balance_loss(second_logits))
+
+    def _step_generator(self, model, optimizer) -> None:
+        """``optimizer.step()``, with G's momentum forgotten first when it steps by plain SGD."""
+        if not self.generator_momentum:
+            for group in optimizer.param_groups:
+                if not isinstance(optimizer, torch.optim.SGD) or group.get("nesterov") or group.get("dampening"):
+                    raise ValueError("MCD generator_momentum=false needs SGD without Nesterov or dampening")
+            _forget_momentum(optimizer, model.backbone)
+        optimizer.step()
 
     def _source_loss(self, task, first_logits: Tensor, second_logits: Tensor, labels: Tensor) -> Tensor:
         return task.loss(first_logits, labels) + task.loss(second_logits, labels)
 
-    def step_a(self, *, model, task, source_images, source_labels, optimizer) -> Tensor:
-        """G, F1 and F2 learn to classify the source."""
+    def step_a(self, *, model, task, source_images, source_labels, optimizer, target_images=None) -> Tensor:
+        """G, F1 and F2 learn to classify the source (and, with ``entropy_trade_off``, to balance the target)."""
         optimizer.zero_grad(set_to_none=True)
-        features = model.backbone(source_images)
-        loss = self._source_loss(task, model.heads[task.name](features), self.second_classifier(features), source_labels)
-        loss.backward()
-        optimizer.step()
+        num_source = source_images.shape[0]
+        with_target = self.entropy_trade_off > 0
+        if with_target and target_images is None:
+            raise ValueError("MCD with entropy_trade_off > 0 needs the target batch in step A")
+        features = model.backbone(torch.cat([source_images, target_images]) if with_target else source_images)
+        first, second = model.heads[task.name](features), self.second_classifier(features)
+        loss = self._source_loss(task, first[:num_source], second[:num_source], source_labels)
+        total = (loss + self._balance(first[num_source:], second[num_source:])) if with_target else loss
+        total.backward()
+        self._step_generator(model, optimizer)
         return loss.detach()
 
     def step_b(self, *, model, task, source_images, source_labels, target_images, optimizer) -> Tensor:
@@ -72,6 +137,8 @@ class MCD(AdaptationMethod):
         num_source = source_images.shape[0]
         first, second = model.heads[task.name](features), self.second_classifier(features)
         source_loss = self._source_loss(task, first[:num_source], second[:num_source], source_labels)
+        if self.entropy_trade_off > 0:
+            source_loss = source_loss + self._balance(first[num_source:], second[num_source:])
         discrepancy = classifier_discrepancy(first[num_source:], second[num_source:])
         (source_loss - self.trade_off * discrepancy).backward()
         _keep_fixed([model.backbone])
@@ -86,12 +153,13 @@ class MCD(AdaptationMethod):
         (self.trade_off * discrepancy).backward()
         # the gradient had to pass through F1 and F2 to reach G, but they must not move
         _keep_fixed([model.heads[task.name], self.second_classifier])
-        optimizer.step()
+        self._step_generator(model, optimizer)
         return discrepancy.detach()
 
     def update(self, *, model, task, source_images, source_labels, target_images, optimizer, progress):
         source_ce = self.step_a(
-            model=model, task=task, source_images=source_images, source_labels=source_labels, optimizer=optimizer
+            model=model, task=task, source_images=source_images, source_labels=source_labels, optimizer=optimizer,
+            target_images=target_images,
         )
         self.step_b(
             model=model,

@@ -110,12 +110,13 @@ def protocol_table(folder: str | Path, refs: list[Reference] = (), error: str = 
 
 
 def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Reference] = (), metric: str = TARGET_TEST) -> list[Path]:
-    """One PNG per experiment group (the part of the label before '/'): test accuracy vs source images seen."""
+    """One PNG per domain pair (data.source → data.target): test accuracy vs source images seen."""
     plt = _pyplot()
     rows = _rows_with_curves(folder, metric)
     groups: dict[str, list[Row]] = {}
     for row in rows:
-        groups.setdefault(row.label.split("/")[0] if "/" in row.label else row.label, []).append(row)
+        data = row.config.get("data", {})
+        groups.setdefault(f"{data.get('source', '?')}_to_{data.get('target', '?')}", []).append(row)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -47,7 +47,7 @@ def test_table_shows_mean_over_seeds_and_the_gap_to_the_published_number(tmp_pat
     assert cells[7] == "91.7 [1] (last -5.7, best-on-test -0.7)"
     assert "- [1] TLLib digits table" in text
     paths = plot_test_curves(tmp_path, tmp_path / "plots", [ref])
-    assert [p.name for p in paths] == ["test_curves_m2u.png"] and paths[0].stat().st_size > 0
+    assert [p.name for p in paths] == ["test_curves_mnist_to_usps-esl.png"] and paths[0].stat().st_size > 0
 
 
 def test_table_says_what_to_do_without_curves(tmp_path):

@@ -326,6 +326,9 @@ def check_config(cfg: DictConfig) -> None:
     for where, spec in backbones:
         if spec.backbone in registry.BACKBONE_ENTRIES:
             registry.check_config_arguments(registry.BACKBONE_ENTRIES, "backbone", spec.backbone, spec.args, f"{where}.args")
+    for key, entries, known in (("selfsup", cfg.selfsup, registry.SELFSUP), ("regularizers", cfg.regularizers, registry.REGULARIZERS)):
+        for i, entry in enumerate(entries):
+            registry.check_config_arguments(known, f"{key}[{i}]", entry.name, entry.args, f"{key}[{i}].args")
 
 
 def check_metric_names(cfg: DictConfig, problem) -> None:

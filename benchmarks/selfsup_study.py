@@ -70,8 +70,8 @@ def skipped(start: str, finetuning: str) -> bool:
 
 
 def plan(output: Path, data_root: str | None, seeds: list[int], targets: list[str], extra: list[str] = (),
-         smoke: bool = False):
-    """(pretraining runs, fine-tuning runs, domain-adaptation runs) of the study."""
+         smoke: bool = False, labels: list[str] | None = None):
+    """(pretraining runs, fine-tuning runs, domain-adaptation runs) of the study (``labels``: a subset of LABELS)."""
     common = ([f"data.root={data_root}"] if data_root else []) + list(extra) + (SMOKE if smoke else [])
     pretrain, backbones = [], {}
     for start, config in PRETRAIN.items():
@@ -87,12 +87,14 @@ def plan(output: Path, data_root: str | None, seeds: list[int], targets: list[st
                 backbones[(start, t)] = (run.run_dir / "backbone.pt").resolve()
     finetune = []
     for target in targets:
-        for labels, label_overrides in LABELS.items():
+        for count, label_overrides in LABELS.items():
+            if labels is not None and count not in labels:
+                continue
             for start in STARTS:
                 for finetuning, overrides in FINETUNING.items():
                     if skipped(start, finetuning):
                         continue
-                    name = f"{target}/{labels}/{start}/{finetuning}"
+                    name = f"{target}/{count}/{start}/{finetuning}"
                     layers = [*common, *label_overrides, *overrides, f"name={name}"]
                     if start != "scratch":
                         layers.append(f"model.weights={backbones[(start, target)]}")
@@ -241,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", help="write table.md, selfsup_transfer.png and the records here")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (0 with --smoke)")
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--labels", nargs="+", default=list(LABELS), choices=list(LABELS),
+                        help="labelled images per class to fine-tune with (default: all three)")
     parser.add_argument("--threads", type=int, help="torch CPU threads per run (train.threads)")
     parser.add_argument("--smoke", action="store_true", help="every stage at a tiny budget (pipeline check only)")
     parser.add_argument("--no-progress", action="store_true")
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = [f"train.threads={args.threads}"] if args.threads else []
     if args.no_progress:
         extra.append("train.progress_bar=false")
-    pretrain_runs, finetune_runs, da_runs = plan(output, args.data_root, seeds, args.targets, extra, args.smoke)
+    pretrain_runs, finetune_runs, da_runs = plan(output, args.data_root, seeds, args.targets, extra, args.smoke, args.labels)
     progress = not args.no_progress
     pretrain = execute(pretrain_runs, progress=progress)
     finetune = execute(finetune_runs, progress=progress)

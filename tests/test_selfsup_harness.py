@@ -132,6 +132,8 @@ def test_regularizers_work_in_every_fine_tuning_phase(pretrained, tmp_path):
         (["regularizers=[{name: l2_sp}]"], "regularizers\\[0\\]: l2_sp keeps the network close to its pretrained starting point, but model.weights is null"),
         (["regularizers=[{name: delta}]"], "regularizers\\[0\\]: delta keeps"),
         (["regularizers=[{name: bss, args: {k: 0}}]"], "regularizers\\[0\\] 'bss': k must be at least 1"),
+        (["regularizers=[{name: bss, args: {k: 1.5}}]"], "regularizers\\[0\\].args.k is 1.5; it must be an integer"),
+        (["selfsup=[{name: contrastive, args: {temperature: abc}}]"], "selfsup\\[0\\].args.temperature is 'abc'; it must be a number"),
         (["regularizers=[{name: l1}]"], "unknown regularizers\\[0\\] 'l1'; available: bss, delta, l2_sp"),
         (["data.unlabelled=[digits-m]"], "data.unlabelled=\\['digits-m'\\] applies to problem self_supervised only"),
         (["selfsup=[{name: rotation}]", "weighting.name=mgda", "weighting.args.target=representation"],

@@ -32,8 +32,9 @@ def test_plan_covers_every_start_target_label_count_fine_tuning_and_seed(tmp_pat
     assert rotation.method.name == "dann" and [e.name for e in rotation.selfsup] == ["rotation"]
     assert rotation.selfsup[0].domains is None  # both domains
     assert rotation.train.epochs * rotation.train.steps_per_epoch == 1000
-    smoke_pretrain, smoke_finetune, _ = plan(tmp_path / "smoke", None, [0], ["usps"], smoke=True)
+    smoke_pretrain, smoke_finetune, _ = plan(tmp_path / "smoke", None, [0], ["usps"], smoke=True, labels=["10"])
     assert all(r.config.train.epochs == 1 and r.config.train.steps_per_epoch == 5 for r in smoke_pretrain + smoke_finetune)
+    assert len(smoke_finetune) == per_cell and {r.config.data.labels_per_class for r in smoke_finetune} == {10}
 
 
 def _record(name, value, metric="test/digit/accuracy", **extra):

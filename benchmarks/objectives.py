@@ -154,6 +154,9 @@ def fit_delta_attention(problem, data_seed: int) -> None:
         return
     # the labelled training images: the task's (multitask) or the source's (domain adaptation)
     split = problem.train_split if hasattr(problem, "train_split") else problem.source_train
+    if not hasattr(split, "subset"):
+        raise ConfigError("regularizers: delta's attention is estimated on in-memory training images; "
+                          "for an image-folder dataset set args.attention=false (uniform channel weights)")
     device = problem.device if isinstance(problem.device, torch.device) else torch.device(problem.device)
     backbone = problem.model.backbone
     tasks = problem.tasks

@@ -26,6 +26,7 @@ from mtl.regularizers import DELTA
 
 from . import registry
 from .config import ConfigError
+from .datasets.base import ImageSplit
 from .problems.extra_terms import ExtraTerms
 from .problems.self_supervised import BackboneModel, SelfSupervisedProblem
 
@@ -154,7 +155,7 @@ def fit_delta_attention(problem, data_seed: int) -> None:
         return
     # the labelled training images: the task's (multitask) or the source's (domain adaptation)
     split = problem.train_split if hasattr(problem, "train_split") else problem.source_train
-    if not hasattr(split, "subset"):
+    if not isinstance(split, ImageSplit):  # an image folder's split holds file paths, not a tensor of images
         raise ConfigError("regularizers: delta's attention is estimated on in-memory training images; "
                           "for an image-folder dataset set args.attention=false (uniform channel weights)")
     device = problem.device if isinstance(problem.device, torch.device) else torch.device(problem.device)

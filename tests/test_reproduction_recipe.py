@@ -9,6 +9,7 @@ from adapt.schedules import dann_ramp, ramp_input
 from benchmarks.config import ConfigError, load_experiment
 from benchmarks.engine import lr_factor
 from benchmarks.experiment import build_trainer, run_experiment
+from benchmarks.registry import METHODS, build
 from benchmarks.suite import plan_suite
 
 DA = "configs/experiments/digits_da.yaml"
@@ -108,8 +109,9 @@ def test_unknown_lr_schedule_is_a_config_error():
 def test_the_tllib_suite_states_tllibs_recipe_and_budget(tmp_path):
     """The budget and recipe the README quotes for configs/suites/digits_tllib.yaml, read from the configs."""
     _, runs = plan_suite(SUITE, tmp_path, seeds=[0])
-    assert {r.experiment for r in runs} == {f"{t}/{m}" for t in ("m2u", "u2m") for m in ("source_only", "dann", "cdan", "mcc")}
-    for run in runs:
+    flagship = {f"{t}/{m}" for t in ("m2u", "u2m") for m in ("source_only", "dann", "cdan", "mcc")}
+    assert flagship <= {r.experiment for r in runs}
+    for run in (r for r in runs if r.experiment in flagship):
         cfg = run.config
         steps = cfg.train.epochs * cfg.train.steps_per_epoch
         assert steps == 50_000 and cfg.data.batch_size == 128
@@ -126,3 +128,65 @@ def test_the_tllib_suite_states_tllibs_recipe_and_budget(tmp_path):
             assert (cfg.optim.weight_decay, cfg.optim.lr_gamma) == (0.001, 0.001)
         if cfg.method.name in ("dann", "cdan"):
             assert cfg.method.args.ramp_steps == 10_000
+
+
+#: the non-flagship methods of the TLLib suite (issue 13.5), in the suite's order
+OTHER_METHODS = ("cdan_e", "dan", "jan", "mcd", "bsp", "afn", "coral", "info_max", "bnm", "entropy_min")
+
+
+def test_the_tllib_suite_states_the_other_methods_recipes(tmp_path):
+    """CDAN+E, DAN, JAN, MCD, BSP and AFN with their TLLib scripts' digits settings; CORAL, IM, BNM and
+    entropy minimisation (no TLLib digits script) on dann.py's base recipe with their paper defaults."""
+    _, runs = plan_suite(SUITE, tmp_path, seeds=[0])
+    names = [r.experiment for r in runs]
+    # the flagship entries come first, unchanged in order, and the others are appended
+    assert names[:8] == [f"{t}/{m}" for t in ("m2u", "u2m") for m in ("source_only", "dann", "cdan", "mcc")]
+    assert names[8:] == [f"{t}/{m}" for t in ("m2u", "u2m") for m in OTHER_METHODS]
+    for run in runs[8:]:
+        cfg, method = run.config, run.config.method.name
+        args, m2u = dict(cfg.method.args), run.experiment.startswith("m2u")
+        assert method == run.experiment.split("/")[1]
+        # TLLib's budget and batch, and each script's --lr (afn.sh: 0.03 for USPS → MNIST)
+        assert cfg.train.epochs * cfg.train.steps_per_epoch == 50_000 and cfg.data.batch_size == 128
+        assert cfg.optim.name == "sgd" and cfg.optim.momentum == 0.9
+        assert cfg.optim.lr == (0.01 if m2u else 0.03 if method == "afn" else 0.1)
+        assert cfg.train.test_every_epoch and cfg.train.select == "last"
+        if method in ("mcd", "afn"):  # mcd.py, afn.py: constant lr, plain momentum, wd 5e-4
+            assert cfg.optim.lr_schedule == "constant" and not cfg.optim.nesterov
+            assert cfg.optim.weight_decay == 0.0005
+        else:
+            assert cfg.optim.lr_schedule == "inverse" and cfg.optim.nesterov and cfg.optim.lr_decay == 0.75
+        if method in ("dan", "jan"):  # dan.py, jan.py defaults
+            assert (cfg.optim.weight_decay, cfg.optim.lr_gamma) == (0.0005, 0.0003)
+        elif method not in ("mcd", "afn"):  # dann.py / cdan.py / bsp.py defaults: the experiment file's
+            assert (cfg.optim.weight_decay, cfg.optim.lr_gamma) == (0.001, 0.001)
+        bottleneck = (cfg.model.bottleneck_dim, cfg.model.bottleneck_dropout, cfg.model.bottleneck_batch_norm,
+                      cfg.model.bottleneck_l2_dropout)
+        assert bottleneck == {
+            "dan": (256, 0.5, False, False),  # tllib/alignment/dan.py: Linear–ReLU–Dropout
+            "jan": (256, 0.5, True, False),  # tllib/alignment/jan.py: Linear–BN–ReLU–Dropout
+            "mcd": (None, 0.0, True, False),  # mcd.py: G is the backbone alone
+            "afn": (1000, 0.5, True, True),  # tllib/normalization/afn.py: Block with L2-preserving dropout
+        }.get(method, (256, 0.0, True, False))  # dann/cdan/bsp ImageClassifier: Linear–BN–ReLU
+        assert args == {
+            "cdan_e": {"ramp_steps": 10_000, "entropy_weight_normalization": "joint"},
+            "dan": {"linear": True, "linear_pairing": "circular"},
+            "jan": {"schedule": "constant", "prediction_bandwidth": 1.6928},
+            "mcd": {"trade_off": 0.3, "entropy_trade_off": 0.03, "generator_momentum": False},
+            "bsp": {"ramp_steps": 10_000, "bsp_trade_off": 0.0001},
+            "afn": {"delta": 0.3 if m2u else 0.1, "entropy_trade_off": 0.03},
+            "bnm": {"normalization": "rank"},
+        }.get(method, {})
+        # the values the methods run with beyond the listed ones are their defaults, which TLLib shares
+        features = cfg.model.bottleneck_dim or 500  # LeNet's 500 features without a bottleneck
+        built = build(METHODS, "method", method, args, {"feature_dim": features, "num_classes": 10})
+        if method == "mcd":
+            assert built.num_generator_steps == 4  # mcd.py --num-k
+        if method == "afn":
+            assert built.trade_off == 0.05  # afn.py --trade-off-norm
+        if method == "jan":
+            assert built.trade_off == 1.0 and built.schedule(0.0) == 1.0
+        if method in ("cdan_e", "bsp"):
+            assert built.max_coefficient == 1.0 and built.trade_off == 1.0
+        if method == "cdan_e":
+            assert built.randomized_map is None  # 256 × 10 = 2560 ≤ 4096: the exact multilinear map, as cdan.py

@@ -48,11 +48,14 @@ steps give the same parameters to float32 rounding, for every method above excep
 """
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import torch
 from torch import nn
+
+from adapt.schedules import ramp_input
+
+from .engine import lr_factor
 
 #: methods with a pytorch-adapt counterpart wired here
 METHODS = ("source_only", "dann", "cdan", "mcc", "mcd", "bnm", "entropy_min", "info_max", "afn", "coral", "dan")
@@ -214,8 +217,6 @@ class ReferenceStep:
 
     def set_progress(self, progress: float, step: int) -> None:
         """Learning rate (our schedule) and GRL coefficient (our method's schedule) for this step."""
-        from .engine import lr_factor
-
         t = self.trainer
         factor = lr_factor(t.lr_schedule, progress, step, t.lr_gamma, t.lr_decay)
         for opt, bases in zip(self.optimizers, self.base_lrs):
@@ -223,8 +224,6 @@ class ReferenceStep:
                 group["lr"] = base * factor
         if self.grl is not None:
             method = self.problem.method
-            from adapt.schedules import ramp_input
-
             coefficient = method.max_coefficient * method.schedule(ramp_input(progress, step, method.ramp_steps))
             self.grl.update_weight(coefficient)
 
@@ -243,8 +242,7 @@ class ReferenceStep:
     def step(self, progress: float) -> dict:
         self.set_progress(progress, self.global_step)
         batch = self.batch()
-        autocast = self.trainer._autocast() if hasattr(self.trainer, "_autocast") else contextlib.nullcontext()
-        with autocast:
+        with self.trainer._autocast():  # the run's precision setting (bf16 autocast or none), as our step
             losses = self.adapter.training_step(batch)
         self.global_step += 1
         return losses

@@ -124,3 +124,29 @@ def test_bf16_run_on_the_cpu_records_how_it_computed(tmp_path, tiny_overrides):
     assert numerics["matmul_allow_tf32"] is False and numerics["cudnn_allow_tf32"] is False
     assert numerics["cudnn_benchmark"] is False  # CPU: nothing to autotune
     assert all(torch.isfinite(torch.tensor(v)) for k, v in record["metrics"].items() if isinstance(v, float))
+
+
+def test_the_parity_suite_compares_fp32_with_the_fast_setting_and_nothing_else(tmp_path):
+    """configs/suites/amp_parity_digits.yaml (issue 12, point 6; not run yet): per task and seed, the two runs
+    differ only in train.amp and train.channels_last, at the experiment config's own budget."""
+    from benchmarks.config import config_to_dict
+    from benchmarks.suite import load_suite, plan_suite
+
+    def flat(node, prefix=""):
+        out = {}
+        for key, value in node.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    assert list(load_suite("configs/suites/amp_parity_digits.yaml").seeds) == [0, 1, 2]
+    _, runs = plan_suite("configs/suites/amp_parity_digits.yaml", tmp_path, seeds=[2])
+    by_name = {(run.experiment, run.seed): flat(config_to_dict(run.config)) for run in runs}
+    assert len(runs) == 4
+    for task, config in (("m2mm", "mnist_to_mnistm"), ("m2u", "mnist_to_usps")):
+        budget = load_experiment(f"configs/experiments/digits/{config}.yaml", [])
+        for seed in (2,):
+            fp32, fast = by_name[(f"{task}/dann/fp32", seed)], by_name[(f"{task}/dann/bf16_channels_last", seed)]
+            assert {k for k in fp32 if fp32[k] != fast[k]} == {"name", "train.amp", "train.channels_last"}
+            assert (fp32["train.amp"], fast["train.amp"], fast["train.channels_last"]) == (False, "bf16", True)
+            assert fp32["method.name"] == "dann" and fp32["train.seed"] == seed
+            assert (fp32["train.epochs"], fp32["train.steps_per_epoch"]) == (budget.train.epochs, budget.train.steps_per_epoch)

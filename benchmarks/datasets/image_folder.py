@@ -12,22 +12,87 @@ the config.  Office-style domains have no official train/test split; the
 usual protocol uses every target image, unlabelled, for adaptation and
 reports accuracy on the same images, so ``train`` and ``test`` hold the same
 files (with the training and evaluation transforms respectively).
+
+Every file is checked when the folder is indexed, before any training: an
+empty file, a file that is not an image, or a truncated one is an error naming
+it (the check reads each file's first and last bytes, and decodes only a file
+that does not end as its format should).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import default_loader
 
 from mtl.tasks import ClassificationTask
 
 from .base import ImageDataset
-from .readers import DatasetNotFoundError
+from .readers import CorruptDatasetError, DatasetNotFoundError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+#: how the image formats ImageFolder indexes start: (first bytes, format, how a complete file ends or None)
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG", b"\xff\xd9"),
+    (b"\x89PNG\r\n\x1a\n", "PNG", b"IEND\xaeB`\x82"),
+    (b"BM", "BMP", None),
+    (b"RIFF", "WebP", None),
+    (b"II*\x00", "TIFF", None),
+    (b"MM\x00*", "TIFF", None),
+    *((f"P{i}".encode(), "PNM", None) for i in range(1, 7)),
+)
+_TAIL_BYTES = 32
+
+
+def check_image_files(paths: Sequence[str | Path]) -> None:
+    """A CorruptDatasetError naming the first empty, non-image or truncated file of ``paths`` (and how many more)."""
+    problems = [(path, reason) for path in paths if (reason := image_file_problem(Path(path)))]
+    if problems:
+        path, reason = problems[0]
+        more = f" ({len(problems) - 1} more bad file(s) in the folder)" if len(problems) > 1 else ""
+        raise CorruptDatasetError(f"{path}: {reason}{more}; remove or replace it")
+
+
+def image_file_problem(path: Path) -> str | None:
+    """What is wrong with an image file, or None: cheap for sound files (first and last bytes only)."""
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file (0 bytes), not an image"
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+        handle.seek(max(0, size - _TAIL_BYTES))
+        tail = handle.read()
+    known = next(((name, end) for start, name, end in _SIGNATURES if head.startswith(start)), None)
+    if known is None:
+        return "not an image file (it starts like no JPEG, PNG, BMP, WebP, TIFF or PNM file)"
+    name, end = known
+    if end is not None and end in tail:
+        return None
+    return _decode_problem(path, name)
+
+
+def _decode_problem(path: Path, name: str) -> str | None:
+    """Decode the whole file: the check for formats without an end marker, or a file that lacks its marker."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception as error:  # noqa: BLE001 - PIL raises many types for damaged files
+        return f"truncated or damaged {name} image ({type(error).__name__}: {error})"
+    return None
+
+
+def load_rgb(path: str):
+    """torchvision's image loader (PIL, RGB), with an error naming a file it cannot decode."""
+    try:
+        return default_loader(path)
+    except (OSError, ValueError, SyntaxError) as error:  # PIL's errors for unreadable files
+        raise CorruptDatasetError(f"{path}: cannot decode the image ({error}); remove or replace it") from error
 
 
 def train_transform(size: int = 224):
@@ -81,10 +146,11 @@ def load_image_folder_domain(root: str | None, domain: str, image_size: int = 22
             f"DomainNet ship this layout). Folders under {root}: {', '.join(available) or 'none'}"
         )
     try:
-        train = ImageFolder(str(path), transform=train_transform(image_size), allow_empty=False)
+        train = ImageFolder(str(path), transform=train_transform(image_size), loader=load_rgb, allow_empty=False)
     except (FileNotFoundError, RuntimeError) as error:
         raise DatasetNotFoundError(f"{path}: {error}") from error
-    test = ImageFolder(str(path), transform=eval_transform(image_size))
+    check_image_files([file for file, _ in train.samples])
+    test = ImageFolder(str(path), transform=eval_transform(image_size), loader=load_rgb)
     task = ClassificationTask("label", num_classes=len(train.classes))
     split = FolderSplit(train, test, "label")
     return ImageDataset(

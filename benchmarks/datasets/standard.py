@@ -16,7 +16,9 @@ first image top-left, the second offset by 6 px, pixel-wise max, resized to
 28×28 (see :func:`readers.make_multi_digits`).  MultiFashion+MNIST pairs an
 MNIST digit (top-left) with a Fashion-MNIST item (bottom-right), as in Lin et
 al., "Pareto Multi-Task Learning", NeurIPS 2019.  They are built once per
-seed and cached next to the data.
+seed and cached next to the data, keyed by the content of the images and labels
+they are built from and by the construction's parameters and version
+(:mod:`.derived_cache`), so a cache never outlives a change of its inputs.
 
 The multi-task domain pair ``multimnist-source`` → ``multimnist-m`` splits
 MNIST in two: a permutation seeded by ``data_seed`` halves the MNIST train set
@@ -41,10 +43,10 @@ import torch
 
 from mtl.tasks import ClassificationTask
 
-from ..records import atomic_torch_save
 from . import readers
 from .base import ImageDataset, ImageSplit
-from .embedded import PAIR_TASKS, blend_with_photo_patches
+from .derived_cache import cached, content_key
+from .embedded import PAIR_TASKS, _photo_pool, blend_with_photo_patches
 
 ROOT_HINT = "pass --data-root, set data.root in the config, or export MTLDA_DATA=/path/to/data"
 
@@ -117,19 +119,39 @@ svhn = _single_domain(
 )
 
 
-def _cached_pair_splits(name: str, root, data_seed: int, build) -> dict[str, ImageSplit]:
-    """``{"train", "test"}`` left/right splits from the cache, or ``build()`` → ``{split: (images, labels)}`` saved there."""
+#: the MultiMNIST geometry (arguments of readers.make_multi_digits), part of every pair cache's key
+PAIR_GEOMETRY = {"size": 28, "offset": 6, "pad": 8}
+#: bump when a pair construction changes in a way its parameters do not show: older caches are then rebuilt
+PAIR_CONSTRUCTION_VERSION = 2
+
+
+def _cached_pair_splits(name: str, root, data_seed: int, build, inputs: dict) -> dict[str, ImageSplit]:
+    """``{"train", "test"}`` left/right splits from the cache, or ``build()`` → ``{split: (images, labels)}`` saved
+    there; the cache is keyed by ``inputs`` (everything ``build`` reads), the seed and the construction."""
+    key = content_key(name, PAIR_CONSTRUCTION_VERSION, data_seed, PAIR_GEOMETRY, inputs)
     cache_root = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mtlda"
-    cache = readers.default_cache_dir(cache_root) / f"{name}-seed{data_seed}-v1.pt"
-    splits = None
-    if cache.is_file():
-        payload = torch.load(cache, weights_only=True)
-        splits = payload["splits"]
-    if splits is None:
-        splits = build()
-        atomic_torch_save(cache, {"splits": splits})
+    cache = readers.default_cache_dir(cache_root) / f"{name}-seed{data_seed}-{key[:16]}.pt"
+    splits = cached(cache, key, build, _valid_pair_splits)
     make = lambda pair: ImageSplit(pair[0], {"left": pair[1][:, 0], "right": pair[1][:, 1]})  # noqa: E731
     return {split: make(splits[split]) for split in ("train", "test")}
+
+
+def _valid_pair_splits(splits) -> bool:
+    """Whether a cache holds ``{"train", "test"}`` → (uint8 (N, C, H, W) images, int64 (N, 2) labels)."""
+    try:
+        pairs = [splits[split] for split in ("train", "test")]
+        return all(
+            images.dtype == torch.uint8 and images.dim() == 4
+            and labels.dtype == torch.int64 and tuple(labels.shape) == (images.shape[0], 2)
+            for images, labels in pairs
+        )
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return False
+
+
+def _split_contents(dataset: ImageDataset) -> dict:
+    """The tensors a derived dataset is built from: each split's images and labels."""
+    return {split: (getattr(dataset, split).images, getattr(dataset, split).labels) for split in ("train", "test")}
 
 
 def _multi(name: str, first, second, root, data_seed: int, download: bool) -> ImageDataset:
@@ -143,11 +165,12 @@ def _multi(name: str, first, second, root, data_seed: int, download: bool) -> Im
             sa, sb = getattr(a, split), getattr(b, split)
             splits[split] = readers.make_multi_digits(
                 sa.images, next(iter(sa.labels.values())), sb.images, next(iter(sb.labels.values())),
-                seed=data_seed * 2 + offset,
+                seed=data_seed * 2 + offset, **PAIR_GEOMETRY,
             )
         return splits
 
-    splits = _cached_pair_splits(name, root, data_seed, build)
+    inputs = {"first": _split_contents(a), "second": _split_contents(b)}
+    splits = _cached_pair_splits(name, root, data_seed, build, inputs)
     tasks = {t: ClassificationTask(t, num_classes=10) for t in ("left", "right")}
     return ImageDataset(name, splits["train"], splits["test"], tasks, f"{name} (Sener & Koltun construction)")
 
@@ -174,6 +197,10 @@ def mnist_halves(n: int, data_seed: int, split: str) -> tuple[torch.Tensor, torc
     return order[: n // 2], order[n // 2 :]
 
 
+#: multimnist-m cuts its patches from the full-resolution photographs, as MNIST-M crops BSDS500
+PHOTO_SHRINK = 1
+
+
 def _multimnist_half(name: str, half: int, blend: bool, root, data_seed: int, download: bool) -> ImageDataset:
     """MultiMNIST canvases from one half (0: source, 1: target) of MNIST train and of MNIST test."""
     digits = mnist(root, data_seed, download)
@@ -185,14 +212,17 @@ def _multimnist_half(name: str, half: int, blend: bool, root, data_seed: int, do
             keep = mnist_halves(len(labels), data_seed, split)[half]
             seed = data_seed * 2 + offset + 1_000 * (half + 1)
             canvases, pair_labels = readers.make_multi_digits(
-                images[keep], labels[keep], images[keep], labels[keep], seed=seed
+                images[keep], labels[keep], images[keep], labels[keep], seed=seed, **PAIR_GEOMETRY
             )
             if blend:
-                canvases = blend_with_photo_patches(canvases, seed=seed + 1, shrink=1)
+                canvases = blend_with_photo_patches(canvases, seed=seed + 1, shrink=PHOTO_SHRINK)
             splits[split] = (canvases, pair_labels)
         return splits
 
-    splits = _cached_pair_splits(name, root, data_seed, build)
+    # the photographs the patches are cut from are an input too (they ship with scikit-learn)
+    inputs = {"mnist": _split_contents(digits), "half": half, "blend": blend,
+              "photos": list(_photo_pool(PHOTO_SHRINK)) if blend else None}
+    splits = _cached_pair_splits(name, root, data_seed, build, inputs)
     kind = "blended with colour photo patches (MNIST-M rule)" if blend else "grey"
     return ImageDataset(
         name, splits["train"], splits["test"], dict(PAIR_TASKS),

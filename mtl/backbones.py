@@ -50,22 +50,43 @@ class LeNet(nn.Module):
 
 
 class MultiLeNet(nn.Module):
-    """Shared encoder of Sener & Koltun, "Multi-Task Learning as Multi-Objective
-    Optimization" (NeurIPS 2018) for MultiMNIST: conv(10, 9×9) → max-pool → ReLU
+    """The small shared encoder of the MultiMNIST literature: conv(10, k×k) → max-pool → ReLU
     → conv(20, 5×5) → max-pool → ReLU → linear(50) → ReLU.  ``out_features`` = 50.
+
+    The default first kernel, 9×9, is the LeNet of Lin et al., "Pareto Multi-Task Learning"
+    (NeurIPS 2019; Xi-L/ParetoMTL, multiMNIST/model_lenet.py), written for 36×36 canvases.
+    Sener & Koltun's released encoder for 28×28 MultiMNIST (isl-org/MultiObjectiveOptimization,
+    multi_task/models/multi_lenet.py, ``MultiLeNetR``) uses 5×5 (``conv1_kernel=5``: 320 conv
+    outputs into the linear layer) and channel dropout (p = 0.5) on the second convolution
+    (``dropout=0.5``; theirs draws one channel mask per batch and does not rescale, this is
+    the standard ``nn.Dropout2d``).  Channel dropout with a positive scale commutes with the
+    max-pool and ReLU that follow, so it sits at the end of ``conv`` here.
     """
 
-    def __init__(self, in_channels: int = 1, image_size: int = 28, feature_dim: int = 50):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        feature_dim: int = 50,
+        conv1_kernel: int | None = None,
+        dropout: float = 0.0,
+    ):
         super().__init__()
-        kernel = 9 if image_size >= 24 else 3  # the 9×9 kernel would not fit small canvases
-        self.conv = nn.Sequential(
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"MultiLeNet: dropout must lie in [0, 1), got {dropout}")
+        small = image_size < 24
+        kernel = conv1_kernel if conv1_kernel is not None else (3 if small else 9)  # 9×9 would not fit small canvases
+        layers = [
             nn.Conv2d(in_channels, 10, kernel_size=kernel),
             nn.MaxPool2d(2),
             nn.ReLU(),
-            nn.Conv2d(10, 20, kernel_size=5 if image_size >= 24 else 3),
-            nn.MaxPool2d(2) if image_size >= 24 else nn.Identity(),
+            nn.Conv2d(10, 20, kernel_size=3 if small else 5),
+            nn.Identity() if small else nn.MaxPool2d(2),
             nn.ReLU(),
-        )
+        ]
+        if dropout:
+            layers.append(nn.Dropout2d(dropout))
+        self.conv = nn.Sequential(*layers)
         self.fc = nn.Sequential(
             nn.Flatten(), nn.Linear(_flat_size(self.conv, in_channels, image_size), feature_dim), nn.ReLU()
         )
@@ -75,7 +96,7 @@ class MultiLeNet(nn.Module):
         """The network split into 3 consecutive stages (views of its own layers, no new
         parameters); composing them equals :meth:`forward`.  Used by architectures
         that act between stages (cross-stitch, MTAN)."""
-        return [self.conv[0:3], self.conv[3:6], self.fc]
+        return [self.conv[0:3], self.conv[3:], self.fc]
 
     def forward(self, x):
         return self.fc(self.conv(x))

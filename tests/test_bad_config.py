@@ -137,3 +137,34 @@ def test_values_at_the_edge_of_their_range_are_accepted(tmp_path, tiny_overrides
     cfg = load_experiment(DA, [*tiny_overrides, "optim.lr=0", "optim.momentum=0", "data.val_fraction=0.5",
                                "train.patience=1", "train.threads=1", "train.device=cpu", "data.workers=0"])
     experiment.check_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "config, overrides",
+    [
+        (DA, []),
+        (DA, ["train.validators=[]"]),
+        (MTL, []),
+        ("configs/experiments/multitask_da/multidigits_to_multidigits-m.yaml", []),
+    ],
+    ids=["da", "da-no-validators", "multitask", "multitask-da"],
+)
+def test_the_metrics_a_problem_announces_are_the_ones_it_produces(tmp_path, tiny_overrides, config, overrides):
+    """What selection metric and report are checked against must be exactly what evaluation returns."""
+    from benchmarks.config import load_experiment
+
+    trainer = experiment.build_trainer(load_experiment(config, [*tiny_overrides, *overrides]), tmp_path)
+    for split in ("val", "test"):
+        assert sorted(trainer.problem.metric_names(split)) == sorted(trainer.problem.evaluate(split)), split
+
+
+def test_every_task_kind_names_its_metrics():
+    import torch
+
+    from mtl.tasks import TASK_KINDS
+
+    for kind in TASK_KINDS.values():
+        task = kind("t")
+        output = torch.zeros(4, task.output_size)
+        target = torch.zeros(4, dtype=torch.long) if kind.__name__ == "ClassificationTask" else torch.zeros(4, task.output_size)
+        assert tuple(task.metrics(output, target)) == task.metric_names, kind.__name__

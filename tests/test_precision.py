@@ -150,3 +150,13 @@ def test_the_parity_suite_compares_fp32_with_the_fast_setting_and_nothing_else(t
             assert (fp32["train.amp"], fast["train.amp"], fast["train.channels_last"]) == (False, "bf16", True)
             assert fp32["method.name"] == "dann" and fp32["train.seed"] == seed
             assert (fp32["train.epochs"], fp32["train.steps_per_epoch"]) == (budget.train.epochs, budget.train.steps_per_epoch)
+
+
+def test_compile_keeps_the_checkpoint_keys_and_is_recorded(tmp_path, tiny_overrides):
+    """train.compile compiles the model in place (lazily: nothing is compiled before its first forward),
+    so its state-dict keys, and so checkpoints, are those of the eager model."""
+    eager = build_trainer(load_experiment(DA, [*tiny_overrides, *FAST]), tmp_path / "eager")
+    compiled = build_trainer(load_experiment(DA, [*tiny_overrides, *FAST, "train.compile=true"]), tmp_path / "compiled")
+    assert compiled.problem.model._compiled_call_impl is not None and eager.problem.model._compiled_call_impl is None
+    assert list(compiled.problem.state_dict()) == list(eager.problem.state_dict())
+    assert compiled.numerics["compile"] is True and eager.numerics["compile"] is False

@@ -72,8 +72,8 @@ def test_afn_through_the_bottleneck_does_not_blow_up_the_backbone():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["model.bottleneck_dim=0"], "positive integer"),
-        (["model.bottleneck_dim=16", "model.bottleneck_dropout=1.0"], r"dropout must be in \[0, 1\)"),
+        (["model.bottleneck_dim=0"], r"'model.bottleneck_dim' is 0; it must be a number ≥ 1"),
+        (["model.bottleneck_dim=16", "model.bottleneck_dropout=1.0"], r"'model.bottleneck_dropout' is 1.0; it must be a number in \[0, 1\)"),
         (["model.bottleneck_dropout=0.5"], "needs model.bottleneck_dim"),
     ],
 )

@@ -53,7 +53,7 @@ def test_missing_and_invalid_files(tmp_path):
         (DA, ["data.target=multidigits"], "is a multitask dataset, not a domain dataset"),
         (MTL, ["weighting.name=uncertanty"], "unknown weighting 'uncertanty'; available: .*equal, .*static, .*uncertainty"),
         (MTL, ["weighting.name=static"], "weighting 'static' needs argument\\(s\\) weights"),
-        (MTL, ["model.backbone=resnet"], "unknown backbone 'resnet'; choose one of .*lenet, multilenet, small_convnet, a torchvision classification model"),
+        (MTL, ["model.backbone=resnet"], "unknown backbone 'resnet'; choose one of .*lenet, .*multilenet, small_convnet, a torchvision classification model"),
         (MTL, ["method.name=dann"], "method.\\* applies to domain_adaptation problems only"),
         (DA, ["method.args.schedule=cubic"], "unknown schedule 'cubic'"),
         (DA, ["data.mean=[0.5,0.5]"], "data.mean has 2 values; give 1 or 3"),

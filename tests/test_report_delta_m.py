@@ -101,6 +101,21 @@ def test_lower_is_better_metrics_count_a_decrease_as_a_gain(tmp_path):
     assert cell.values == {0: pytest.approx(20.0), 1: pytest.approx(20.0)}  # 20% less error is +20
 
 
+def test_regression_errors_stay_in_their_units_and_count_lower_as_better(tmp_path):
+    folder = tmp_path / "runs"
+    mae = "test/sum/mae"
+    for seed in (0, 1):
+        write_run(folder, "single/sum", seed, {mae: 1.25}, report=(mae,))
+        write_run(folder, "mtl/x", seed, {mae: 1.0 + 0.6 * seed}, report=(mae,))  # 1.0 then 1.6
+    tables = build_tables(collect_rows(folder), "std", [], ["single/sum"])
+    cells = tables[0].cells
+    assert cells[("single/sum", mae)].mean == pytest.approx(1.25)  # not ×100 like a fraction
+    assert cells[("mtl/x", DELTA_M)].values == {0: pytest.approx(20.0), 1: pytest.approx(-28.0)}
+    assert cells[("single/sum", mae)].best and not cells[("mtl/x", mae)].best  # lower is better: 1.25 < 1.3
+    text = make_report(folder, "md", "std", references=None, tensorboard=False, delta_m=["single/sum"])
+    assert "| single/sum | 2 | **1.2 ± 0.0** | baseline |" in text and "in the task's own units" in text
+
+
 def test_each_row_uses_the_baselines_beside_it(tmp_path):
     folder = make_suite(tmp_path / "runs", prefix="multimnist/")
     # a second dataset whose single-task models are half as accurate: the same MTL numbers are a big gain there

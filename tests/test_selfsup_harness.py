@@ -189,3 +189,25 @@ def test_mtlda_list_shows_the_objectives_and_regularizers_with_their_papers(caps
         listed = {line.split()[0]: line for line in lines[1:]}
         assert set(listed) == set(registry)
         assert all(any(year in line for year in ("2018", "2019", "2020")) for line in listed.values())
+
+
+@pytest.mark.real_data
+def test_the_study_configs_build_and_step_on_real_data(data_root, tmp_path):
+    """configs/experiments/transfer/pretrain_rotation_lenet.yaml on MNIST + USPS images, then to_usps.yaml
+    from its backbone with L2-SP, as the study runs them: one training step each (no evaluation)."""
+    from benchmarks.experiment import save_trained_backbone
+
+    pretrain = load_experiment("configs/experiments/transfer/pretrain_rotation_lenet.yaml",
+                               [f"data.root={data_root}", "data.unlabelled=[usps-esl]"])
+    trainer = build_trainer(pretrain, tmp_path / "pretrain")
+    assert set(trainer.problem.batches) == {"mnist", "usps-esl"}
+    terms, _ = trainer.problem.training_terms(0.0)
+    assert list(terms) == ["rotation"] and 0 < float(terms["rotation"].detach()) < 3
+    path = tmp_path / save_trained_backbone(trainer.problem.model.backbone, tmp_path)
+    finetune = load_experiment("configs/experiments/transfer/to_usps.yaml", [
+        f"data.root={data_root}", "data.labels_per_class=10", f"model.weights={path}", "regularizers=[{name: l2_sp}]",
+    ])
+    trainer = build_trainer(finetune, tmp_path / "finetune")
+    terms, _ = trainer.problem.training_terms(0.0)
+    heads = sum(float(p.detach().pow(2).sum()) for p in trainer.problem.model.heads.parameters())
+    assert float(terms["l2_sp"].detach()) == pytest.approx(0.01 * 0.5 * heads, rel=1e-4)  # at the pretrained start

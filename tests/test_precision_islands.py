@@ -130,3 +130,46 @@ def test_the_comparison_is_sensitive_to_bfloat16_arithmetic(name, monkeypatch):
     with _bf16_autocast():
         value = body(*args)
     assert not torch.allclose(value.float(), reference, rtol=1e-3, atol=0)
+
+
+# Issue 14: methods used to call .float() on logits and features, turning float64 inputs into float32.
+def _float64_methods():
+    from adapt import AFN, BNM, BSP, CDAN, CDANE, DAN, DANN, JAN, MCC, EntropyMinimization, InformationMaximization
+
+    return {
+        "dann": DANN(feature_dim=6, hidden_sizes=(8,)),
+        "cdan": CDAN(feature_dim=6, num_classes=4, hidden_sizes=(8,)),
+        "cdan_e": CDANE(feature_dim=6, num_classes=4, hidden_sizes=(8,)),
+        "bsp": BSP(feature_dim=6, hidden_sizes=(8,)),
+        "dan": DAN(),
+        "jan": JAN(schedule="constant"),
+        "afn": AFN(entropy_trade_off=0.1),
+        "bnm": BNM(),
+        "mcc": MCC(),
+        "entropy_min": EntropyMinimization(),
+        "info_max": InformationMaximization(),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_float64_methods()))
+def test_every_methods_terms_stay_float64_for_float64_inputs(name):
+    method = _float64_methods()[name].double()
+    g = torch.Generator().manual_seed(0)
+    data = {
+        "source_features": torch.randn(10, 6, generator=g, dtype=torch.float64, requires_grad=True),
+        "target_features": torch.randn(8, 6, generator=g, dtype=torch.float64, requires_grad=True),
+        "source_logits": torch.randn(10, 4, generator=g, dtype=torch.float64, requires_grad=True),
+        "target_logits": torch.randn(8, 4, generator=g, dtype=torch.float64, requires_grad=True),
+    }
+    terms = method.alignment_terms(**data, progress=0.5)
+    assert terms and all(t.dtype == torch.float64 for t in terms.values()), {k: t.dtype for k, t in terms.items()}
+    sum(terms.values()).backward()
+    assert any(x.grad is not None and x.grad.dtype == torch.float64 for x in data.values())
+
+
+def test_mcd_class_balance_keeps_float64_and_upcasts_bfloat16():
+    from adapt.methods.mcd import class_balance_loss
+
+    logits = torch.randn(5, 3, dtype=torch.float64)
+    assert class_balance_loss(logits).dtype == torch.float64
+    assert class_balance_loss(logits.bfloat16()).dtype == torch.float32

@@ -112,18 +112,8 @@ def _close(ours, theirs, **tol):
     torch.testing.assert_close(torch.as_tensor(ours, dtype=D64), torch.as_tensor(theirs, dtype=D64), **tol)
 
 
-#: float32 agreement, for our losses that still compute in float32 on float64 input (see _tol_for)
+#: float32 agreement, where the reference itself computes in float32 (its DANN domain loss)
 FLOAT32 = dict(rtol=1e-5, atol=1e-7)
-
-
-def _tol_for(ours):
-    """TIGHT when ours returns float64; float32's tolerance while it downcasts (DANN's and CORAL's ``.float()``).
-
-    The downcast exists for bfloat16 autocast; for float64 input it is a loss of
-    precision, being removed in ``adapt/losses/``.  Once it is, these tests
-    compare at float64 precision with no change here.
-    """
-    return TIGHT if ours.dtype == D64 else FLOAT32
 
 
 def _randn(*shape, seed=0, scale=1.0, grad=False):
@@ -173,8 +163,10 @@ def test_dann_domain_loss_matches_after_label_and_reduction_conversion(n_source,
     With the logit negated the per-domain losses are equal; ours is their
     batch-size-weighted mean (their ``MeanWeighter`` gives the plain mean of
     the two, the same for equal batches).  The gradient on the features
-    through the reversal layer matches too.  Tolerance from :func:`_tol_for`:
-    ours casts the discriminator's logits to float32.
+    through the reversal layer matches too.  Ours stays in float64; theirs
+    does not: ``DomainLossHook.call`` casts the domain labels to float32
+    (``labels.type(torch.float)``) and the BCE then computes in float32, so
+    the comparison uses float32's tolerance.
     """
     torch.manual_seed(0)
     discriminator = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 1), nn.Flatten(0)).double()
@@ -193,7 +185,8 @@ def test_dann_domain_loss_matches_after_label_and_reduction_conversion(n_source,
     _, losses = hook(inputs)
     src, tgt = losses["src_domain_loss"].mean(), losses["target_domain_loss"].mean()
     theirs = (n_source * src + n_target * tgt) / (n_source + n_target)
-    tol = _tol_for(ours)
+    assert ours.dtype == D64  # issue 14: ours no longer downcasts float64 logits
+    tol = FLOAT32
     _close(ours, theirs, **tol)
     if n_source == n_target:
         _close(ours, (src + tgt) / 2, **tol)
@@ -207,15 +200,14 @@ def test_dann_domain_loss_matches_after_label_and_reduction_conversion(n_source,
 def test_coral_matches():
     """Same formula, ``‖C_s − C_t‖²_F / (4d²)`` with unbiased covariances, on unequal batch sizes.
 
-    Tolerance from :func:`_tol_for` (ours computed CORAL in float32 until its
-    float64 downcast is removed).
+    Compared at float64 precision: CORAL no longer downcasts float64 input (issue 18).
     """
     xs, xt = _randn(9, 6, grad=True), _randn(13, 6, seed=1, scale=2.0, grad=True)
     ours = coral_loss(xs, xt)
     theirs = PA.CORALLoss()(xs, xt)
-    tol = _tol_for(ours)
-    _close(ours, theirs, **tol)
-    _close(_grad(ours, xs), _grad(theirs, xs), **tol)
+    assert ours.dtype == D64
+    _close(ours, theirs)
+    _close(_grad(ours, xs), _grad(theirs, xs))
 
 
 # ---------------------------------------------------------------- MMD and JMMD

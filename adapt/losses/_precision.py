@@ -63,3 +63,13 @@ def full_precision_statistic(fn):
             return fn(*_cast(args, dtype), **{k: _cast(v, dtype) for k, v in kwargs.items()})
 
     return wrapper
+
+
+def at_least_float32(tensor: Tensor) -> Tensor:
+    """``tensor`` in float32 if it is a half type (bfloat16, float16), unchanged if float32 or float64.
+
+    Use it instead of ``.float()`` on logits and features leaving an autocast
+    region: ``.float()`` would also turn float64 inputs into float32, which
+    silently loses precision and defeats float64 gradient checks.
+    """
+    return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()

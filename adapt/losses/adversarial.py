@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..grl import reverse_gradient
+from ._precision import at_least_float32
 
 
 class DomainAdversarialLoss(nn.Module):
@@ -28,7 +29,7 @@ class DomainAdversarialLoss(nn.Module):
 
     def forward(self, source_features: Tensor, target_features: Tensor) -> Tensor:
         features = torch.cat([source_features, target_features])
-        logits = self.discriminator(reverse_gradient(features, self.coefficient)).float()
+        logits = at_least_float32(self.discriminator(reverse_gradient(features, self.coefficient)))
         labels = torch.cat(
             [logits.new_ones(source_features.shape[0]), logits.new_zeros(target_features.shape[0])]
         )

@@ -1,6 +1,7 @@
 """Stepwise Adaptive Feature Norm (SAFN)."""
 from __future__ import annotations
 
+from ..losses._precision import at_least_float32
 from ..losses.afn import stepwise_feature_norm_loss
 from ..losses.entropy import entropy
 from .base import AdaptationMethod
@@ -58,5 +59,5 @@ class AFN(AdaptationMethod):
         terms = {"afn": self.trade_off * loss}
         if self.entropy_trade_off > 0:
             # float32: log-space entropies lose most of their precision in bfloat16
-            terms["entropy"] = self.entropy_trade_off * entropy(target_logits.float())
+            terms["entropy"] = self.entropy_trade_off * entropy(at_least_float32(target_logits))
         return terms

@@ -1,6 +1,7 @@
 """Batch Nuclear-norm Maximization (BNM)."""
 from __future__ import annotations
 
+from ..losses._precision import at_least_float32
 from ..losses.bnm import batch_nuclear_norm_loss
 from .base import AdaptationMethod
 
@@ -35,7 +36,7 @@ class BNM(AdaptationMethod):
 
     def alignment_terms(self, *, target_logits, **_):
         # float32: the SVD has no bfloat16 kernel and would be imprecise in it anyway
-        loss = batch_nuclear_norm_loss(target_logits.float())  # −‖A‖_* / B
+        loss = batch_nuclear_norm_loss(at_least_float32(target_logits))  # −‖A‖_* / B
         if self.normalization == "rank":
             batch, classes = target_logits.shape
             loss = loss * (batch / min(batch, classes))  # −‖A‖_* / min(B, C): the mean singular value

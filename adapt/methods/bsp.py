@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..losses._precision import at_least_float32
 from ..losses.bsp import batch_spectral_penalty
 from .dann import DANN
 
@@ -56,6 +57,6 @@ class BSP(DANN):
             source_features=source_features, target_features=target_features, progress=progress, step=step
         )
         # float32: the SVD has no bfloat16 kernel
-        penalty = batch_spectral_penalty(source_features.float(), target_features.float(), self.k)
+        penalty = batch_spectral_penalty(at_least_float32(source_features), at_least_float32(target_features), self.k)
         terms["bsp"] = self.bsp_trade_off * penalty
         return terms

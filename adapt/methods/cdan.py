@@ -7,6 +7,7 @@ import torch
 
 from ..discriminator import DomainDiscriminator
 from ..grl import reverse_gradient
+from ..losses._precision import at_least_float32
 from ..losses.conditional import (
     RandomizedMultilinearMap,
     conditional_domain_loss,
@@ -104,10 +105,10 @@ class CDAN(AdaptationMethod):
         num_source = source_features.shape[0]
         features = torch.cat([source_features, target_features])
         # detached: the reference code conditions on g without training the classifier adversarially
-        predictions = torch.cat([source_logits, target_logits]).float().softmax(dim=1).detach()
+        predictions = at_least_float32(torch.cat([source_logits, target_logits])).softmax(dim=1).detach()
         conditioned = self.condition(features, predictions)
         # one discriminator pass over both domains, so its batch norm sees the joint batch (as in DANN)
-        domain_logits = self.discriminator(reverse_gradient(conditioned, self.coefficient)).float()
+        domain_logits = at_least_float32(self.discriminator(reverse_gradient(conditioned, self.coefficient)))
         if self.entropy_conditioning and self.entropy_weight_normalization == "joint":
             joint = entropy_weights(predictions)  # summing to the joint batch size (TLLib)
             weights = joint[:num_source], joint[num_source:]

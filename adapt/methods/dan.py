@@ -1,6 +1,7 @@
 """Deep Adaptation Network (DAN)."""
 from __future__ import annotations
 
+from ..losses._precision import at_least_float32
 from ..losses.mmd import MultipleKernelMMD
 from .base import AdaptationMethod
 
@@ -50,4 +51,4 @@ class DAN(AdaptationMethod):
 
     def alignment_terms(self, *, source_features, target_features, **_):
         # float32: Gaussian kernels of squared distances underflow/round badly in bfloat16
-        return {"mmd": self.trade_off * self.mmd(source_features.float(), target_features.float())}
+        return {"mmd": self.trade_off * self.mmd(at_least_float32(source_features), at_least_float32(target_features))}

@@ -1,6 +1,7 @@
 """Entropy minimisation on target predictions."""
 from __future__ import annotations
 
+from ..losses._precision import at_least_float32
 from ..losses.entropy import entropy
 from .base import AdaptationMethod
 
@@ -26,4 +27,4 @@ class EntropyMinimization(AdaptationMethod):
 
     def alignment_terms(self, *, target_logits, **_):
         # float32: under bfloat16 autocast the log-softmax would lose most of its precision
-        return {"entropy": self.trade_off * entropy(target_logits.float())}
+        return {"entropy": self.trade_off * entropy(at_least_float32(target_logits))}

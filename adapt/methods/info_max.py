@@ -1,6 +1,7 @@
 """Information maximisation on target predictions."""
 from __future__ import annotations
 
+from ..losses._precision import at_least_float32
 from ..losses.entropy import information_maximization
 from .base import AdaptationMethod
 
@@ -30,5 +31,5 @@ class InformationMaximization(AdaptationMethod):
 
     def alignment_terms(self, *, target_logits, **_):
         # float32: log-space entropies lose most of their precision in bfloat16
-        loss = information_maximization(target_logits.float(), diversity_weight=self.diversity_weight)
+        loss = information_maximization(at_least_float32(target_logits), diversity_weight=self.diversity_weight)
         return {"im": self.trade_off * loss}

@@ -1,6 +1,7 @@
 """Joint Adaptation Network (JAN)."""
 from __future__ import annotations
 
+from ..losses._precision import at_least_float32
 from ..losses.mmd import JointMultipleKernelMMD, MultiGaussianKernel
 from ..schedules import SCHEDULES
 from .base import AdaptationMethod
@@ -48,6 +49,6 @@ class JAN(AdaptationMethod):
 
     def alignment_terms(self, *, source_features, target_features, source_logits, target_logits, progress, **_):
         # float32: Gaussian kernels of squared distances underflow/round badly in bfloat16
-        source = (source_features.float(), source_logits.float().softmax(dim=1))
-        target = (target_features.float(), target_logits.float().softmax(dim=1))
+        source = (at_least_float32(source_features), at_least_float32(source_logits).softmax(dim=1))
+        target = (at_least_float32(target_features), at_least_float32(target_logits).softmax(dim=1))
         return {"jmmd": self.trade_off * self.schedule(progress) * self.jmmd(source, target)}

@@ -1,6 +1,7 @@
 """Minimum Class Confusion (MCC)."""
 from __future__ import annotations
 
+from ..losses._precision import at_least_float32
 from ..losses.mcc import minimum_class_confusion_loss
 from .base import AdaptationMethod
 
@@ -26,5 +27,5 @@ class MCC(AdaptationMethod):
 
     def alignment_terms(self, *, target_logits, **_):
         # float32: the row normalisation of the confusion matrix is imprecise in bfloat16
-        loss = minimum_class_confusion_loss(target_logits.float(), temperature=self.temperature)
+        loss = minimum_class_confusion_loss(at_least_float32(target_logits), temperature=self.temperature)
         return {"mcc": self.trade_off * loss}

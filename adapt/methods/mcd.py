@@ -6,6 +6,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
+from ..losses._precision import at_least_float32
 from ..losses.discrepancy import classifier_discrepancy
 from .base import AdaptationMethod
 
@@ -37,7 +38,7 @@ def class_balance_loss(logits: Tensor, eps: float = 1e-6) -> Tensor:
     Transfer-Learning-Library's ``mcd.py`` calls ``entropy`` (``tllib/alignment/mcd.py``, with
     ``eps = 1e-6``); it is not the mean per-example entropy.
     """
-    mean_prediction = logits.float().softmax(dim=1).mean(dim=0)
+    mean_prediction = at_least_float32(logits).softmax(dim=1).mean(dim=0)
     return -(mean_prediction + eps).log().mean()
 
 

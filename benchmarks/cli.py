@@ -8,11 +8,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError
-from .datasets.readers import CorruptDatasetError
-from .records import RunFileError
-
-#: errors whose one-line message says what is wrong and what to do: printed as ``error: …``, exit code 2
-USER_ERRORS = (ConfigError, FileNotFoundError, CorruptDatasetError, RunFileError)
+from .user_errors import USER_ERRORS
 
 
 def add_run_options(parser: argparse.ArgumentParser, seeds_help: str, only_help: str) -> None:
@@ -98,6 +94,8 @@ def execute_and_print(
             return 3
         except RunFailedError as error:
             print(f"error: {error}", file=sys.stderr)
+            if error.user_error:
+                return 2
             return 3 if error.cause.startswith(NonFiniteLossError.__name__) else 1
         except ImportError as error:
             if ray_address is None:

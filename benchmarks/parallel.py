@@ -30,17 +30,20 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .suite import PlannedRun, execute, read_record
+from .user_errors import is_user_error
 
 
 class RunFailedError(RuntimeError):
     """A run of a parallel suite raised; the message names the run, its folder and the cause."""
 
-    def __init__(self, run: PlannedRun, cause: str, where: str, details: str = ""):
-        self.run, self.cause, self.details = run, cause, details
+    def __init__(self, run: PlannedRun, cause: str, where: str, details: str = "", user_error: bool = False):
+        self.run, self.cause, self.details, self.user_error = run, cause, details, user_error
+        # a user error (bad config value, missing or damaged file) is one line: its message says what to do
         super().__init__(
             f"run '{run.experiment}' seed {run.seed} ({run.run_dir}) failed in {where}: {cause}. "
-            "The other runs were stopped; rerun the same command to resume them (complete runs are skipped)"
-            + (f"\n--- traceback from the worker ---\n{details}" if details else "")
+            + ("Fix it and rerun the same command" if user_error else "The other runs were stopped; rerun the same command")
+            + " to resume them (complete runs are skipped)"
+            + (f"\n--- traceback from the worker ---\n{details}" if details and not user_error else "")
         )
 
 
@@ -77,6 +80,7 @@ class _Message:
     record: dict | None = None
     cause: str = ""
     details: str = ""
+    user_error: bool = False
 
 
 def _worker_main(worker: int, threads: int, cuda_devices: int, tasks, results) -> None:
@@ -100,7 +104,7 @@ def _worker_main(worker: int, threads: int, cuda_devices: int, tasks, results) -
             results.put(_Message(worker, index, status, record))
         except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises it by name
             results.put(_Message(worker, index, "error", cause=f"{type(error).__name__}: {error}",
-                                 details=traceback.format_exc()))
+                                 details=traceback.format_exc(), user_error=is_user_error(error)))
             if not isinstance(error, Exception):
                 raise
 
@@ -157,7 +161,8 @@ def execute_parallel(
                 continue
             i = assigned.pop(message.worker)
             if message.status == "error":
-                raise RunFailedError(runs[i], message.cause, f"worker {message.worker}", message.details)
+                raise RunFailedError(runs[i], message.cause, f"worker {message.worker}", message.details,
+                                     message.user_error)
             if message.status == "busy":
                 waiting.append((time.monotonic() + poll_seconds, i))
                 bar.set_postfix_str(f"{len(waiting)} run(s) held by another runner")
@@ -245,7 +250,9 @@ def execute_ray(
                     except Exception as error:  # a RayTaskError carries the worker's traceback
                         for other in futures:
                             ray.cancel(other, force=True)
-                        raise RunFailedError(runs[i], _ray_cause(error), "a Ray task", str(error)) from error
+                        cause = getattr(error, "cause", None)
+                        raise RunFailedError(runs[i], _ray_cause(error), "a Ray task", str(error),
+                                             cause is not None and is_user_error(cause)) from error
                     if status == "busy":
                         waiting.append((time.monotonic() + poll_seconds, i))
                     else:

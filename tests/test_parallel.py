@@ -83,17 +83,31 @@ def test_a_failing_run_is_reported_by_name(tmp_path):
     with pytest.raises(RunFailedError, match=r"run 'broken' seed 0 \(.*broken/seed0\) failed in worker \d: \w*NotFoundError: data root") as caught:
         execute_parallel(runs, workers=2, progress=False, poll_seconds=0.2)
     assert "rerun the same command to resume" in str(caught.value)
-    assert "Traceback" in caught.value.details
+    assert caught.value.user_error  # a missing data root: the message says what to fix, no traceback shown
+    assert "Traceback" in caught.value.details and "Traceback" not in str(caught.value)
     assert not (runs[0].run_dir / "record.json").exists()
 
 
-def test_cli_reports_a_failed_worker_run_and_exits_nonzero(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_cli_reports_a_user_error_in_a_worker_as_one_line_and_exit_code_2(tmp_path, capsys, command):
+    """As in a sequential run: a missing or damaged file is one ``error:`` line, exit code 2, no traceback."""
     suite = suite_file(tmp_path, [
         ("broken", "configs/experiments/digits/mnist_to_usps.yaml", [f"data.root={tmp_path / 'no-data'}"]),
     ])
-    code = main(["sweep", str(suite), *TINY, "--output", str(tmp_path / "out"), "--workers", "2", "--no-progress"])
-    assert code == 1
-    assert "error: run 'broken' seed 0" in capsys.readouterr().err
+    code = main([command, str(suite), *TINY, "--output", str(tmp_path / "out"), "--workers", "2", "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: run 'broken' seed 0") and "data root" in err[0]
+
+
+def test_an_unexpected_worker_failure_keeps_its_traceback(tmp_path):
+    """Anything else (a bug, not a bad input) shows the worker's traceback and is not a user error."""
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(experiment="x", seed=0, run_dir=tmp_path / "x" / "seed0")
+    error = RunFailedError(run, "RuntimeError: boom", "worker 0", "Traceback (most recent call last): ...")
+    assert not error.user_error
+    assert "--- traceback from the worker ---" in str(error) and "The other runs were stopped" in str(error)
 
 
 def test_workers_and_ray_are_exclusive_options(capsys):

@@ -66,6 +66,7 @@ def execute_and_print(
     from .parallel import RunFailedError, execute_parallel, execute_ray
     from .records import atomic_write_bytes
     from .suite import summarise
+    from .torchrun_runner import run_planned
 
     if distributed.launched_by_torchrun():
         if workers != 1 or ray_address is not None:
@@ -75,7 +76,7 @@ def execute_and_print(
             )
         replicas = distributed.init_from_env(runs[0].config.train.device if runs else "auto")
         try:
-            records = distributed.run_planned(runs, replicas, poll_seconds=poll_seconds)
+            records = run_planned(runs, replicas, poll_seconds=poll_seconds)
         except (NonFiniteLossError, distributed.DistributedUnsupportedError) as error:
             print(f"error (rank {replicas.rank}): {error}", file=sys.stderr)
             return 3 if isinstance(error, NonFiniteLossError) else 2

@@ -530,9 +530,13 @@ def _hardware_text(record: dict) -> str:
     if not hw:
         return "not recorded"
     device = str(hw.get("device", "?"))
+    # a run in reduced precision says so (records before the numerics field, and float32 runs, say nothing)
+    precision = (record.get("numerics") or {}).get("precision")
+    suffix = f", {precision} autocast" if precision and precision != "fp32" else ""
     if hw.get("gpu"):
-        return f"{device}: {hw['gpu']}"
-    return f"{device}: {hw.get('cpu', '?')}, {hw.get('cpu_count', '?')} cores, {hw.get('torch_threads', '?')} torch thread(s)"
+        return f"{device}: {hw['gpu']}{suffix}"
+    return (f"{device}: {hw.get('cpu', '?')}, {hw.get('cpu_count', '?')} cores, "
+            f"{hw.get('torch_threads', '?')} torch thread(s){suffix}")
 
 
 def _budget_text(record: dict) -> str:

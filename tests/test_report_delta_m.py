@@ -195,6 +195,14 @@ def test_the_report_states_hardware_and_budget_per_row(tmp_path):
     assert "mtl/bad, mtl/good, single/left, single/right" in cpu_line and "mtl/gpu" not in cpu_line
     gpu_line = next(line for line in text.splitlines() if line.startswith("| cuda: NVIDIA H100"))
     assert "2000 steps (10 epochs × 200 steps = one pass), batch 256 | 10 s | mtl/gpu |" in gpu_line
+    # a run in reduced precision says so; float32 runs and records without the numerics field do not
+    bf16 = json.loads((folder / "mtl" / "gpu" / "seed0" / "record.json").read_text())
+    bf16["numerics"] = {"precision": "bf16"}
+    (folder / "mtl" / "gpu" / "seed0" / "record.json").write_text(json.dumps(bf16))
+    text = make_report(folder, "md", "std", references=None, tensorboard=False)
+    assert next(line for line in text.splitlines() if line.startswith("| cuda: NVIDIA H100")).startswith(
+        "| cuda: NVIDIA H100, bf16 autocast |")
+    assert "1 torch thread(s) | 200 steps" in text
     # a row whose seeds differ in hardware is listed in both groups, with its seeds
     write_run(folder, "mtl/good", 3, {LEFT: 0.9, RIGHT: 0.8}, hardware=GPU)
     text = make_report(folder, "md", "std", references=None, tensorboard=False)

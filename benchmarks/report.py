@@ -342,7 +342,8 @@ def _dataset(row: Row) -> str | None:
 
 
 def build_tables(
-    rows: list[Row], error: str = "std", references: list[Reference] | None = None, delta_m: list[str] | None = None
+    rows: list[Row], error: str = "std", references: list[Reference] | None = None, delta_m: list[str] | None = None,
+    columns: tuple[str, ...] | None = None,
 ) -> list[Table]:
     """One table per set of reported metrics and dataset, with best-per-column and significance marks.
 
@@ -352,13 +353,17 @@ def build_tables(
 
     With ``delta_m`` (baseline experiment names, see :func:`add_delta_m`) the
     tables get a Δm column, marked best and tested like the metric columns.
+
+    ``columns``: one set of metric columns for every row instead of each row's reported
+    metrics, so single-task baselines share a table with the multi-task rows (their
+    other cells read n/a).
     """
     if error not in ERRORS:
         raise ConfigError(f"unknown error measure {error!r}; choose one of {', '.join(ERRORS)}")
     notes = add_delta_m(rows, list(delta_m)) if delta_m else {}
     grouped: dict[tuple[tuple[str, ...], str | None], list[Row]] = {}
     for row in rows:
-        grouped.setdefault((metric_columns(row), _dataset(row)), []).append(row)
+        grouped.setdefault((tuple(columns) if columns else metric_columns(row), _dataset(row)), []).append(row)
     tables = []
     for (metrics, dataset), members in grouped.items():
         if delta_m and any(DELTA_M in r.derived or r.label in notes for r in members):
@@ -393,6 +398,11 @@ def build_tables(
             Table(metrics, members, cells, refs, error, table_notes, tuple(delta_m or ()) if DELTA_M in metrics else (), dataset)
         )
     return tables
+
+
+def _digits(metric: str) -> int:
+    """Decimals shown: 1 for percentages, 2 for errors in their own units (an MAE of 1.3 vs 1.4 matters)."""
+    return 2 if metric != DELTA_M and metric_scale(metric) == 1.0 else 1
 
 
 def _fmt(cell: Cell | None, digits: int = 1) -> str:
@@ -467,7 +477,7 @@ def to_markdown(tables: list[Table]) -> str:
             cells = [row.label, str(len(row.records))]
             for m in table.metrics:
                 cell = table.cells.get((row.label, m))
-                text = _fmt(cell)
+                text = _fmt(cell, _digits(m))
                 if m == DELTA_M and cell is None and table.delta_m_notes.get(row.label) == "baseline":
                     text = "baseline"
                 if cell is not None and cell.best:
@@ -613,7 +623,7 @@ def to_latex(tables: list[Table]) -> str:
                 if cell is None:
                     text = "n/a"
                 else:
-                    text = _fmt(cell).replace(" ± ", r" $\pm$ ")
+                    text = _fmt(cell, _digits(m)).replace(" ± ", r" $\pm$ ")
                     if cell.best:
                         text = r"\textbf{" + text + "}"
                     if cell.significant:

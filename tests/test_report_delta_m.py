@@ -113,7 +113,21 @@ def test_regression_errors_stay_in_their_units_and_count_lower_as_better(tmp_pat
     assert cells[("mtl/x", DELTA_M)].values == {0: pytest.approx(20.0), 1: pytest.approx(-28.0)}
     assert cells[("single/sum", mae)].best and not cells[("mtl/x", mae)].best  # lower is better: 1.25 < 1.3
     text = make_report(folder, "md", "std", references=None, tensorboard=False, delta_m=["single/sum"])
-    assert "| single/sum | 2 | **1.2 ± 0.0** | baseline |" in text and "in the task's own units" in text
+    assert "| single/sum | 2 | **1.25 ± 0.00** | baseline |" in text and "in the task's own units" in text
+
+
+def test_shared_columns_put_single_task_baselines_in_the_multitask_table(tmp_path):
+    folder = tmp_path / "runs"
+    for seed in SINGLE_LEFT:  # each single-task network reports its own task only
+        write_run(folder, "single/left", seed, {LEFT: SINGLE_LEFT[seed]}, report=(LEFT,))
+        write_run(folder, "single/right", seed, {RIGHT: SINGLE_RIGHT[seed]}, report=(RIGHT,))
+        write_run(folder, "mtl/good", seed, dict(zip((LEFT, RIGHT), MTL["mtl/good"][seed])))
+    rows = collect_rows(folder)
+    assert len(build_tables(rows, "std", [], ["single/left", "single/right"])) == 3  # one table per metric set
+    (table,) = build_tables(rows, "std", [], ["single/left", "single/right"], columns=(LEFT, RIGHT))
+    assert sorted(r.label for r in table.rows) == ["mtl/good", "single/left", "single/right"]
+    assert ("single/left", RIGHT) not in table.cells and table.cells[("single/left", LEFT)].mean == pytest.approx(91.0)
+    assert table.cells[("mtl/good", DELTA_M)].mean == pytest.approx(expected_delta_m("mtl/good")[0])
 
 
 def test_each_row_uses_the_baselines_beside_it(tmp_path):

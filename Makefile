@@ -1,4 +1,4 @@
-# Two commands do all the set-up: `make demo` (the quick-start suite) and `make test`.
+# Two commands do all the set-up: `make demo` (the quick-start suite, its tables and pictures) and `make test`.
 # Each creates or reuses the virtual environment in $(VENV) and installs the package first,
 # with pytest and the pytorch-adapt reference (extra `reference`) that the parity tests compare with.
 PYTHON ?= python3
@@ -22,7 +22,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/mtlda run configs/suites/quickstart.yaml --output runs
+	$(BIN)/python -m benchmarks.quickstart --output runs --workers 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

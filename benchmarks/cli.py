@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError
+from .tensorboard_hint import tensorboard_command
 from .user_errors import USER_ERRORS
 
 
@@ -128,9 +129,10 @@ def _cmd_run(args) -> int:
     if os.environ.get("RANK", "0") == "0":  # under torchrun: once, from rank 0
         print(f"{name}: {len(runs)} run(s) → {out_dir}", flush=True)
     write_manifest(out_dir, runs)
+    layout = "<experiment>/seed<k>" if is_suite_file(args.config) else "seed<k>"
     footer = [
-        f"Table saved to {out_dir / 'results.md'}; per-run records: {out_dir}/*/seed*/record.json",
-        f"TensorBoard logs: tensorboard --logdir {out_dir}",
+        f"Table saved to {out_dir / 'results.md'}; per-run records: {out_dir}/{layout}/record.json",
+        f"TensorBoard logs: {tensorboard_command(out_dir)}",
     ]
     return execute_and_print(runs, out_dir, not args.no_progress, footer, **options)
 

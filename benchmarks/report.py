@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from .config import ConfigError
+from .tensorboard_hint import tensorboard_command
 
 RECORD_NAME = "record.json"
 DEFAULT_REFERENCES = Path(__file__).resolve().parent / "results" / "references.yaml"
@@ -1033,7 +1034,7 @@ def _cmd_report(args) -> int:
     if args.plots:
         print(f"plots in {args.plots}", file=sys.stderr)
     if not args.no_tensorboard:
-        print(f"hparams: tensorboard --logdir {Path(args.folder) / 'hparams'}", file=sys.stderr)
+        print(f"hparams: {tensorboard_command(Path(args.folder) / 'hparams')}", file=sys.stderr)
     return 0
 
 

@@ -21,14 +21,12 @@ as printed.  The tables are built from the run records by
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError
 from ..report import Row, build_tables, metric_columns, to_markdown
+from ..tensorboard_hint import tensorboard_command
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "configs" / "suites" / "quickstart.yaml"
@@ -81,23 +79,6 @@ def result_tables(records: list[dict]) -> str:
         tables = build_tables(mtl, delta_m=single_task_names(mtl), columns=columns)
         parts.append("### Multi-task learning\n\n" + to_markdown(tables))
     return "\n\n".join(parts)
-
-
-def tensorboard_command(logdir: Path) -> str:
-    """A TensorBoard command for ``logdir`` that works as printed: the one installed beside this Python."""
-    exe = Path(sys.executable).parent / "tensorboard"
-    if not exe.exists():
-        found = shutil.which("tensorboard")
-        exe = Path(found) if found else None
-    if exe is None:
-        return f"{sys.executable} -m tensorboard.main --logdir {logdir}"
-    try:
-        shown = os.path.relpath(exe) if Path(exe).is_absolute() and Path.cwd() in Path(exe).parents else str(exe)
-    except ValueError:
-        shown = str(exe)
-    if os.sep not in shown:
-        shown = "." + os.sep + shown
-    return f"{shown} --logdir {logdir}"
 
 
 def draw_boundaries(runs, out: Path, all_seeds: bool = False) -> tuple[Path, object]:

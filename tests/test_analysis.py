@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.analysis import add_parser, analyze_run, confusion_matrix, per_class_accuracy, proxy_a_distance
+from benchmarks.analysis import analyze_run, confusion_matrix, per_class_accuracy, proxy_a_distance
+from benchmarks.commands.analyze import add_parser
 from benchmarks.config import load_experiment
 from benchmarks.experiment import run_experiment
 

@@ -7,7 +7,8 @@ import math
 import pytest
 from scipy import stats
 
-from benchmarks.report import collect_rows, main, make_report, paired_p_value, summary
+from benchmarks.commands.report import main
+from benchmarks.report import collect_rows, make_report, paired_p_value, summary
 from benchmarks.suite import PlannedRun, write_manifest
 
 METRIC = "test/target/digit/accuracy"

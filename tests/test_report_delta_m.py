@@ -7,7 +7,8 @@ import statistics
 import pytest
 
 from benchmarks.config import ConfigError
-from benchmarks.report import DELTA_M, build_tables, collect_rows, main, make_report
+from benchmarks.commands.report import main
+from benchmarks.report import DELTA_M, build_tables, collect_rows, make_report
 
 LEFT, RIGHT = "test/left/accuracy", "test/right/accuracy"
 CPU = {"device": "cpu", "cpu": "x86_64", "cpu_count": 2, "torch_threads": 1}

@@ -1,5 +1,5 @@
 import sys
 
-from . import main
+from ..commands.demo import main
 
 sys.exit(main())

@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from .config import ConfigError
+from .metric_names import reported_metrics
 
 RECORD_NAME = "record.json"
 DEFAULT_REFERENCES = Path(__file__).resolve().parent / "results" / "references.yaml"
@@ -102,8 +103,7 @@ def collect_rows(folder: str | Path) -> list[Row]:
 
 
 def metric_columns(row: Row) -> tuple[str, ...]:
-    first = row.records[0]
-    return tuple(first.get("config", {}).get("report") or sorted(k for k in first["metrics"] if k.startswith("test/")))
+    return reported_metrics(row.records[0])
 
 
 # --------------------------------------------------------------------------- statistics

@@ -52,6 +52,7 @@ from tqdm.auto import tqdm
 
 from .config import ConfigError, load_experiment, load_yaml
 from .experiment import RECORD_NAME, check_config, run_experiment, run_identity
+from .metric_names import reported_metrics
 from .records import atomic_write_json, read_json_file
 from .report import metric_scale
 from .sweep import SourceLines, SweepBlock, format_selection, select_configuration, sweep_blocks
@@ -391,7 +392,7 @@ def summarise(records: list[dict], runs: list[PlannedRun] | None = None) -> str:
     records = [r for r in records if r is not None]
     groups: dict[tuple[str, ...], dict[str, list[dict]]] = {}
     for record in records:
-        metrics = tuple(record["config"]["report"]) or tuple(sorted(k for k in record["metrics"] if k.startswith("test/")))
+        metrics = reported_metrics(record)
         groups.setdefault(metrics, {}).setdefault(record["name"], []).append(record)
     lines = []
     for metrics, by_experiment in groups.items():

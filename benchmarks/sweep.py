@@ -65,6 +65,7 @@ from typing import Any
 import yaml
 
 from .config import ConfigError
+from .metric_names import reads_held_out_labels, reported_metrics
 
 KINDS = ("grid", "random", "ablation")
 BLOCK_KEYS = ("kind", "name", "config", "overrides", "seeds", "seed", "selection", *KINDS)
@@ -242,10 +243,6 @@ class SweepBlock:
     where: tuple
 
 
-def _is_oracle_metric(metric: str) -> bool:
-    return metric.startswith("test/") or metric.startswith("val/oracle/") or "/oracle/" in metric
-
-
 def check_selection(rule: Any, lines: SourceLines, where: tuple) -> dict | None:
     if rule is None:
         return None
@@ -263,7 +260,7 @@ def check_selection(rule: Any, lines: SourceLines, where: tuple) -> dict | None:
     oracle = rule.get("oracle", False)
     if not isinstance(oracle, bool):
         raise lines.error((*where, "oracle"), "selection.oracle must be true or false")
-    if not oracle and (_is_oracle_metric(metric) or not metric.startswith("val/")):
+    if not oracle and (reads_held_out_labels(metric) or not metric.startswith("val/")):
         raise lines.error(
             (*where, "metric"),
             f"'{metric}' is not a validation metric: selecting hyperparameters on target/test labels is an oracle, "
@@ -487,9 +484,7 @@ def select_configuration(
             chosen = name
     if report_metrics is None:
         first = next(iter(groups.values()))[0]
-        report_metrics = list(first.get("config", {}).get("report", [])) or sorted(
-            k for k in first["metrics"] if k.startswith("test/")
-        )
+        report_metrics = list(reported_metrics(first))
 
     def means(name):
         return {m: _mean([r["metrics"][m] for r in groups[name] if m in r["metrics"]]) for m in report_metrics}

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .metric_names import ORACLE_TARGET_ACCURACY as ORACLE
+from .metric_names import VALIDATOR_PREFIX as PREFIX
 from .report import Cell, Row, _fmt, collect_rows, summary
-
-ORACLE = "val/oracle/target_accuracy"
-PREFIX = "val/validator/"
 
 
 def picked_accuracy(history: list[dict], validator: str) -> float | None:

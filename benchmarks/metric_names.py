@@ -1,0 +1,24 @@
+"""Rules on metric names that the harness applies in several places, kept in one place.
+
+Records name their metrics ``<split>/<domain or task>/<metric>``: ``test/...`` on test splits,
+``val/...`` on validation data; within validation, ``val/validator/<name>`` are the unsupervised
+validators' scores and ``val/oracle/...`` figures computed from target labels (an upper bound,
+never a selection criterion unless a run or sweep says it is an oracle).
+"""
+from __future__ import annotations
+
+ORACLE_PREFIX = "val/oracle/"
+VALIDATOR_PREFIX = "val/validator/"
+#: the target accuracy the oracle validator records beside the validators' scores
+ORACLE_TARGET_ACCURACY = f"{ORACLE_PREFIX}target_accuracy"
+
+
+def reads_held_out_labels(metric: str) -> bool:
+    """Whether ``metric`` is computed from test labels or target labels (selecting on it is an oracle)."""
+    return metric.startswith("test/") or metric.startswith(ORACLE_PREFIX) or "/oracle/" in metric
+
+
+def reported_metrics(record: dict) -> tuple[str, ...]:
+    """The metrics a record's tables show: its config's ``report`` list, else its ``test/`` metrics sorted."""
+    listed = (record.get("config") or {}).get("report")
+    return tuple(listed) if listed else tuple(sorted(k for k in record["metrics"] if k.startswith("test/")))

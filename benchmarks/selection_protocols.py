@@ -25,7 +25,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .report import Cell, Reference, Row, _fmt, _safe, _write_png, _pyplot, collect_rows, summary
+from .report import Cell, Reference, Row, collect_rows, format_cell, summary
+from .report.plots import pyplot, write_png
+from .report.tables import safe_filename
 
 TARGET_TEST = "test/target/digit/accuracy"
 PREFIX = "val/validator/"
@@ -83,7 +85,7 @@ def protocol_table(folder: str | Path, refs: list[Reference] = (), error: str = 
                 continue
             s = summary(values, error)
             means[protocol] = s["mean"]
-            cells.append(_fmt(Cell(s["mean"], s["error"], s["n"], {})))
+            cells.append(format_cell(Cell(s["mean"], s["error"], s["n"], {})))
         ref = _reference(row, refs, metric)
         if ref is None:
             cells.append("—")
@@ -111,7 +113,7 @@ def protocol_table(folder: str | Path, refs: list[Reference] = (), error: str = 
 
 def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Reference] = (), metric: str = TARGET_TEST) -> list[Path]:
     """One PNG per domain pair (data.source → data.target): test accuracy vs source images seen."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = _rows_with_curves(folder, metric)
     groups: dict[str, list[Row]] = {}
     for row in rows:
@@ -140,8 +142,8 @@ def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Referen
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        path = out_dir / f"test_curves_{_safe(group)}.png"
-        _write_png(fig, path)
+        path = out_dir / f"test_curves_{safe_filename(group)}.png"
+        write_png(fig, path)
         plt.close(fig)
         paths.append(path)
     return paths

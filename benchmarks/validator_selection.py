@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .metric_names import ORACLE_TARGET_ACCURACY as ORACLE
 from .metric_names import VALIDATOR_PREFIX as PREFIX
-from .report import Cell, Row, _fmt, collect_rows, summary
+from .report import Cell, Row, collect_rows, format_cell, summary
 
 
 def picked_accuracy(history: list[dict], validator: str) -> float | None:
@@ -67,7 +67,7 @@ def validator_table(folder: str | Path, error: str = "std") -> str:
                 cells.append("—")
                 continue
             s = summary(values, error)
-            cells.append(_fmt(Cell(s["mean"], s["error"], s["n"], {})))
+            cells.append(format_cell(Cell(s["mean"], s["error"], s["n"], {})))
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",

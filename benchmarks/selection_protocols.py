@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .report import Cell, Reference, Row, collect_rows, format_cell, summary
+from .report import Reference, Row, collect_rows, format_cell
 from .report.plots import pyplot, write_png
-from .report.tables import safe_filename
+from .report.tables import markdown_lines, safe_filename, value_cell
 
 TARGET_TEST = "test/target/digit/accuracy"
 PREFIX = "val/validator/"
@@ -70,8 +70,7 @@ def protocol_table(folder: str | Path, refs: list[Reference] = (), error: str = 
                 "to compare selection protocols.")
     per_row = {row.label: [protocol_accuracies(rec, metric) for rec in row.records] for row in rows}
     protocols = ["last", *sorted({p for runs in per_row.values() for run in runs for p in run} - {"last", BEST_ON_TEST}), BEST_ON_TEST]
-    header = ["experiment", "n", "epochs", *protocols, "published"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table = []
     cited: list[str] = []  # citation texts, numbered in order of first use
     for row in sorted(rows, key=lambda r: r.label):
         runs = per_row[row.label]
@@ -79,13 +78,10 @@ def protocol_table(folder: str | Path, refs: list[Reference] = (), error: str = 
         cells = [row.label, str(len(runs)), "/".join(map(str, epochs))]
         means = {}
         for protocol in protocols:
-            values = [run[protocol] for run in runs if protocol in run]
-            if not values:
-                cells.append("—")
-                continue
-            s = summary(values, error)
-            means[protocol] = s["mean"]
-            cells.append(format_cell(Cell(s["mean"], s["error"], s["n"], {})))
+            cell = value_cell([run[protocol] for run in runs if protocol in run], error)
+            if cell is not None:
+                means[protocol] = cell.mean
+            cells.append("—" if cell is None else format_cell(cell))
         ref = _reference(row, refs, metric)
         if ref is None:
             cells.append("—")
@@ -96,7 +92,8 @@ def protocol_table(folder: str | Path, refs: list[Reference] = (), error: str = 
                 f"{p if p != BEST_ON_TEST else 'best-on-test'} {means[p] - ref.value:+.1f}" for p in ("last", BEST_ON_TEST) if p in means
             )
             cells.append(f"{ref.value:g} [{cited.index(ref.source) + 1}] ({gaps})")
-        lines.append("| " + " | ".join(cells) + " |")
+        table.append(cells)
+    lines = markdown_lines(["experiment", "n", "epochs", *protocols, "published"], table)
     lines += [
         "",
         f"Target test accuracy (%), mean ± {error} over seeds, of the checkpoint each protocol keeps: the last epoch; "

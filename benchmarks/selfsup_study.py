@@ -36,7 +36,8 @@ from datetime import date
 from pathlib import Path
 
 from .records import atomic_save_png, atomic_write_bytes
-from .suite import execute, mean_std_cell, plan_single
+from .report.tables import mean_error_text
+from .suite import execute, plan_single
 from .transfer_study import CONFIGS, LABELS, METRIC, TARGETS, copy_records, hardware_line
 
 PRETRAIN = {
@@ -180,7 +181,7 @@ def table(pretrain: list[dict], finetune: list[dict], da: list[dict], targets: l
                 cells = []
                 for labels in LABELS:
                     found = values.get(f"{target}/{labels}/{start}/{finetuning}", [])
-                    cell = f"{mean_std_cell(found)} ({len(found)})" if found else "—"
+                    cell = f"{mean_error_text(found)} ({len(found)})" if found else "—"
                     if found and best[labels] is not None and statistics.mean(found) == best[labels]:
                         cell = f"**{cell}**"
                     cells.append(cell)
@@ -197,7 +198,7 @@ def table(pretrain: list[dict], finetune: list[dict], da: list[dict], targets: l
     for variant in DA_RUNS:
         found = da_values.get(f"da/mnist_to_mnistm/{variant}", [])
         label = "DANN" if variant == "dann" else "DANN + rotation prediction on source and target images"
-        lines.append(f"| {label} | {mean_std_cell(found) + f' ({len(found)})' if found else '—'} |")
+        lines.append(f"| {label} | {mean_error_text(found) + f' ({len(found)})' if found else '—'} |")
     lines.append("")
     return "\n".join(lines)
 

@@ -38,7 +38,6 @@ import fnmatch
 import json
 import os
 import socket
-import statistics
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -55,6 +54,7 @@ from .experiment import RECORD_NAME, check_config, run_experiment, run_identity
 from .metric_names import reported_metrics
 from .records import atomic_write_json, read_json_file
 from .report import metric_scale
+from .report.tables import markdown_lines, mean_error_text
 from .sweep import SourceLines, SweepBlock, format_selection, select_configuration, sweep_blocks
 
 LOCK_NAME = ".lock"
@@ -374,15 +374,6 @@ def write_manifest(suite_dir: str | Path, runs: list[PlannedRun]) -> Path | None
     return path
 
 
-def mean_std_cell(values: list[float], empty: str = "n/a") -> str:
-    """``mean ± sample std`` of ``values`` with one decimal (the value alone for one run)."""
-    if not values:
-        return empty
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
-
-
 def summarise(records: list[dict], runs: list[PlannedRun] | None = None) -> str:
     """Markdown tables of mean ± std over seeds, one table per set of reported metrics.
 
@@ -396,16 +387,13 @@ def summarise(records: list[dict], runs: list[PlannedRun] | None = None) -> str:
         groups.setdefault(metrics, {}).setdefault(record["name"], []).append(record)
     lines = []
     for metrics, by_experiment in groups.items():
-        header = ["experiment", "n", *metrics]
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join(["---"] * len(header)) + "|")
-        for name, recs in by_experiment.items():
-            cells = [name, str(len(recs))]
-            for metric in metrics:
-                values = [metric_scale(metric) * r["metrics"][metric] for r in recs if metric in r["metrics"]]
-                cells.append(mean_std_cell(values))
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        rows = [
+            [name, str(len(recs)), *(
+                mean_error_text([metric_scale(metric) * r["metrics"][metric] for r in recs if metric in r["metrics"]])
+                for metric in metrics)]
+            for name, recs in by_experiment.items()
+        ]
+        lines += [*markdown_lines(["experiment", "n", *metrics], rows), ""]
     lines.append("Accuracies in %, errors (MSE, MAE) in the task's units; mean ± sample standard deviation over seeds (n runs).")
     if runs:
         for name, block in sweep_manifest(runs)["sweeps"].items():

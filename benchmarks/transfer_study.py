@@ -29,7 +29,8 @@ from datetime import date
 from pathlib import Path
 
 from .records import atomic_save_png, atomic_write_bytes
-from .suite import execute, mean_std_cell, plan_single
+from .report.tables import mean_error_text
+from .suite import execute, plan_single
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "experiments" / "transfer"
 PRETRAIN = CONFIGS / "pretrain_mnist_lenet.yaml"
@@ -85,7 +86,7 @@ def table(records: list[dict], targets: list[str], pretrain: dict) -> str:
             cells = []
             for labels in LABELS:
                 values = by_name.get(f"{target}/{labels}/{strategy}", [])
-                cells.append(f"{mean_std_cell(values)} ({len(values)})" if values else "—")
+                cells.append(f"{mean_error_text(values)} ({len(values)})" if values else "—")
             lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

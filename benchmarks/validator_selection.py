@@ -22,7 +22,8 @@ from pathlib import Path
 
 from .metric_names import ORACLE_TARGET_ACCURACY as ORACLE
 from .metric_names import VALIDATOR_PREFIX as PREFIX
-from .report import Cell, Row, collect_rows, format_cell, summary
+from .report import Row, collect_rows
+from .report.tables import markdown_lines, mean_error_text
 
 
 def picked_accuracy(history: list[dict], validator: str) -> float | None:
@@ -55,20 +56,16 @@ def validator_table(folder: str | Path, error: str = "std") -> str:
         return (f"No domain-adaptation records with per-epoch validator scores and {ORACLE} under {folder} "
                 "(the oracle validator must be among train.validators).")
     names = validators_of(rows)
-    header = ["experiment", "n", *names, "oracle (upper bound)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table = []
     for row in sorted(rows, key=lambda r: r.label):
         cells = [row.label, str(len(row.records))]
         for name in [*names, None]:
             values = [v for v in (
                 oracle_accuracy(rec["history"]) if name is None else picked_accuracy(rec["history"], name)
                 for rec in row.records) if v is not None]
-            if not values:
-                cells.append("—")
-                continue
-            s = summary(values, error)
-            cells.append(format_cell(Cell(s["mean"], s["error"], s["n"], {})))
-        lines.append("| " + " | ".join(cells) + " |")
+            cells.append(mean_error_text(values, error, empty="—"))
+        table.append(cells)
+    lines = markdown_lines(["experiment", "n", *names, "oracle (upper bound)"], table)
     lines += [
         "",
         f"Target accuracy (%) on the validators' target-train images at the epoch each validator scores best, "

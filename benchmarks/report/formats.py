@@ -9,7 +9,7 @@ from .delta_m import DELTA_M
 from .provenance import provenance
 from .references import Reference
 from .stats import ALPHA, metric_scale, summary
-from .tables import Cell, Table, format_cell, has_title, metric_digits
+from .tables import Cell, Table, format_cell, has_title, markdown_lines, metric_digits
 
 
 FORMATS = ("md", "csv", "latex")
@@ -65,8 +65,7 @@ def to_markdown(tables: list[Table]) -> str:
             header.append(m)
             if m in refcols:
                 header.append("published")
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join(["---"] * len(header)) + "|")
+        body = []
         for row in table.rows:
             cells = [row.label, str(len(row.records))]
             for m in table.metrics:
@@ -82,8 +81,8 @@ def to_markdown(tables: list[Table]) -> str:
                 if m in refcols:
                     ref = table.references.get((row.label, m))
                     cells.append(_published_cell(ref, cites.index(ref) + 1, cell) if ref else "")
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+            body.append(cells)
+        lines += [*markdown_lines(header, body), ""]
     error = tables[0].error if tables else "std"
     lines.append(
         f"Accuracies in %, mean ± {ERROR_TEXT[error]} over seeds (n runs). Bold: best per column. "

@@ -135,3 +135,23 @@ def file_prefix(tables: list[Table], table: Table) -> str:
 def safe_filename(name: str) -> str:
     name = name.replace(DELTA_M, "delta_m")
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+
+def value_cell(values: list[float], error: str = "std") -> Cell | None:
+    """mean ± ``error`` over ``values`` as a :class:`Cell`; None when there are no values."""
+    if not values:
+        return None
+    s = summary(values, error)
+    return Cell(s["mean"], s["error"], s["n"], {})
+
+
+def mean_error_text(values: list[float], error: str = "std", empty: str = "n/a") -> str:
+    """``mean ± error`` with one decimal (the value alone for one run; ``empty`` for none)."""
+    cell = value_cell(values, error)
+    return empty if cell is None else format_cell(cell)
+
+
+def markdown_lines(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table's lines: the header, its rule, one line per row of cell texts."""
+    return ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|",
+            *("| " + " | ".join(cells) + " |" for cells in rows)]

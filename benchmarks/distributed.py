@@ -17,9 +17,10 @@ checked to be identical (a divergence is an error, never a silent result).
 
 What averages correctly (the support matrix):
 
-* loss-level weightings whose weights do not depend on the batch: ``equal``,
-  ``static``, ``uncertainty`` (its log-variances are parameters, their
-  gradients average like any other);
+* loss-level weightings whose weights do not depend on the batch
+  (``batch_independent_weights``): ``equal``, ``static``, ``uncertainty``
+  (its log-variances are parameters, their gradients average like any
+  other);
 * gradient-level aggregators (``GradientAggregation``: MGDA, PCGrad, CAGrad,
   …): these are nonlinear in the per-term gradients, so averaging their
   per-rank outputs would be wrong.  Instead the per-term Jacobian of the
@@ -48,10 +49,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from mtl.weighting import EqualWeighting, GradientAggregation, StaticWeighting, UncertaintyWeighting
+from mtl.weighting import GradientAggregation
 
-#: weightings whose gradient is linear in the per-sample losses with batch-independent weights
-LINEAR_WEIGHTINGS = (EqualWeighting, StaticWeighting, UncertaintyWeighting)
 #: added to a batcher's sampling seed per rank (far from the +7919 the DA target stream uses)
 RANK_SEED_STRIDE = 100_003
 
@@ -242,7 +241,8 @@ def check_supported(weighting, problem) -> None:
             "multi-step update (several optimiser steps per batch inside the method), so there is no single gradient "
             "to average across ranks; run it without torchrun (one process), or use --workers to run seeds in parallel"
         )
-    if isinstance(weighting, GradientAggregation) or isinstance(weighting, LINEAR_WEIGHTINGS):
+    # batch-independent weights: averaging the gradients is exact; a gradient aggregator's Jacobian is all-reduced
+    if isinstance(weighting, GradientAggregation) or weighting.batch_independent_weights:
         return
     raise DistributedUnsupportedError(
         f"weighting {type(weighting).__name__} computes its term weights from this rank's loss values or gradient "

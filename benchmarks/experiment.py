@@ -101,7 +101,7 @@ def build_problem(cfg: DictConfig, device: torch.device):
         datasets = [source, target]
         tasks = source.tasks
     else:
-        if cfg.method.name != "source_only" or cfg.method.args:
+        if registry.method_adapts(cfg.method.name) or cfg.method.args:
             raise ConfigError("method.* applies to domain_adaptation problems only; remove it for multitask")
         dataset = select_tasks(_load(cfg, "dataset", "multitask"), cfg.data.tasks)
         datasets = [dataset] + [_load_unlabelled(cfg, name) for name in objectives.unlabelled_names(cfg)]
@@ -363,10 +363,9 @@ def build_trainer(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> Trainer
     if cfg.train.compile:
         compile_model(problem)
     weighting = registry.build(registry.WEIGHTINGS, "weighting", cfg.weighting.name, cfg.weighting.args).to(device)
-    if hasattr(weighting, "ensure_terms"):
-        # learned per-term parameters (uncertainty log-variances, GradNorm weights) must exist before the optimiser
-        weighting.ensure_terms(problem.term_names(), device=device)
-    if problem.owns_update and cfg.weighting.name != "equal":
+    # learned per-term parameters (uncertainty log-variances, GradNorm weights) must exist before the optimiser
+    weighting.ensure_terms(problem.term_names(), device=device)
+    if problem.owns_update and not weighting.is_plain_sum:
         raise ConfigError(
             f"method '{cfg.method.name}' performs its own multi-step update, so weighting.name must be 'equal' "
             f"(got '{cfg.weighting.name}')"

@@ -120,7 +120,7 @@ def build_extra_terms(cfg: DictConfig, model, tasks, input_shape: Sequence[int],
 def build_self_supervised_problem(cfg: DictConfig, backbone, datasets, input_shape: Sequence[int],
                                   common: dict) -> SelfSupervisedProblem:
     """``problem: self_supervised``: the backbone trained on the ``selfsup`` terms over ``datasets``' images."""
-    if cfg.method.name != "source_only" or cfg.method.args:
+    if registry.method_adapts(cfg.method.name) or cfg.method.args:
         raise ConfigError("method.* applies to domain_adaptation problems only; remove it for self_supervised")
     if not cfg.selfsup:
         raise ConfigError("problem self_supervised needs at least one selfsup entry, e.g. selfsup=[{name: rotation}]")

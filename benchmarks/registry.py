@@ -1,51 +1,50 @@
-"""The one place that maps config names to classes.
+"""The one place that maps config names to classes, for the harness.
 
-Adding a method: write the class in ``adapt/methods`` (or a weighting in
-``mtl/weighting``), then add one entry here.  Constructor arguments come from
-the config's ``args`` block and are checked against the signature, so a typo
-is an error that lists the valid arguments.
+It holds no list of names: every component registers itself.  A class that
+sets ``name`` is in its package's own dict as soon as its module exists
+(``adapt.methods.METHODS``, ``mtl.weighting.WEIGHTINGS``,
+``mtl.backbones.BACKBONES``, ``mtl.architectures.ARCHITECTURES``,
+``mtl.selfsup.OBJECTIVES``, ``mtl.regularizers.REGULARIZERS``; the
+validators' ``adapt.validators.VALIDATORS`` is read directly), and the
+mappings here read those dicts at each use.  From the class come:
+
+* the summary ``mtlda list`` shows: the first line of its docstring (the
+  method and its paper); ``[gradient]`` marks a weighting that combines one
+  gradient per term;
+* the arguments a config may set: the constructor's (an architecture's
+  ``build``), checked against its signature and annotations, so a typo or a
+  wrong type is an error that lists the valid arguments;
+* the arguments the harness supplies (the feature size, the number of
+  classes, ...): its ``derived_arguments``; a config cannot set them;
+* what it supports or needs: capability attributes on the class
+  (``reads_logits``, ``owns_update``, ``adapts``, ``is_plain_sum``, ...), which
+  the harness reads instead of checking names.
+
+Every gradient aggregator of ``mtl.aggregators`` is also a weighting (through
+``GradientAggregation``), except those with fixed weights: equal weighting is
+their sum without the Jacobian's cost.
+
+Adding a method is one file in ``adapt/methods/`` (a weighting: one file in
+``mtl/weighting/``) plus its own test; nothing here changes.  See the README's
+"Adding a method".
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from adapt.methods import (
-    AFN,
-    BNM,
-    BSP,
-    CDAN,
-    CDANE,
-    DAN,
-    DANN,
-    JAN,
-    MCC,
-    MCD,
-    AdaBN,
-    DeepCORAL,
-    EntropyMinimization,
-    InformationMaximization,
-    SourceOnly,
-)
-from mtl.backbones import BACKBONES
-from mtl.regularizers import DELTA, L2SP, BatchSpectralShrinkage
-from mtl.selfsup import ContrastiveLearning, RotationPrediction
+from adapt.methods import METHODS as METHOD_CLASSES
 from mtl.aggregators import AGGREGATORS
-from mtl.weighting import (
-    DBMTL,
-    DWA,
-    FAMO,
-    RLW,
-    EqualWeighting,
-    GeometricLoss,
-    GradientAggregation,
-    GradNorm,
-    StaticWeighting,
-    UncertaintyWeighting,
-)
+from mtl.architectures import ARCHITECTURES as ARCHITECTURE_CLASSES
+from mtl.backbones import BACKBONES
+from mtl.regularizers import REGULARIZERS as REGULARIZER_CLASSES
+from mtl.selfsup import OBJECTIVES
+from mtl.weighting import WEIGHTINGS as WEIGHTING_CLASSES
+from mtl.weighting import GradientAggregation
 
 from .config import ConfigError
 
@@ -54,53 +53,46 @@ from .config import ConfigError
 class Entry:
     factory: Callable
     summary: str
-    #: constructor arguments the harness supplies (not settable from configs)
+    #: constructor arguments the harness supplies (the class's ``derived_arguments``; not settable from configs)
     supplied: tuple[str, ...] = ()
 
 
-METHODS: dict[str, Entry] = {
-    "source_only": Entry(SourceOnly, "train on labelled source only (no adaptation)"),
-    "dann": Entry(DANN, "domain-adversarial training with gradient reversal (Ganin et al. 2016)", ("feature_dim",)),
-    "coral": Entry(DeepCORAL, "Deep CORAL: align second-order statistics (Sun & Saenko 2016)"),
-    "cdan": Entry(CDAN, "conditional adversarial: discriminator on features ⊗ predictions (Long et al. 2018)", ("feature_dim", "num_classes")),
-    "cdan_e": Entry(CDANE, "CDAN with entropy conditioning of the domain loss (Long et al. 2018)", ("feature_dim", "num_classes")),
-    "dan": Entry(DAN, "DAN: multi-kernel MMD between feature distributions (Long et al. 2015)"),
-    "jan": Entry(JAN, "JAN: joint MMD of features and predictions (Long et al. 2017)"),
-    "mcc": Entry(MCC, "minimum class confusion on target predictions (Jin et al. 2020)"),
-    "bsp": Entry(BSP, "DANN + batch spectral penalization of top singular values (Chen et al. 2019)", ("feature_dim",)),
-    "afn": Entry(AFN, "stepwise adaptive feature norm: enlarge feature norms (Xu et al. 2019)"),
-    "entropy_min": Entry(EntropyMinimization, "minimise target prediction entropy (Grandvalet & Bengio 2004)"),
-    "info_max": Entry(InformationMaximization, "information maximisation on target predictions (Gomes et al. 2010; SHOT)"),
-    "bnm": Entry(BNM, "batch nuclear-norm maximisation of target predictions (Cui et al. 2020)"),
-    "adabn": Entry(AdaBN, "source-only training, target batch-norm statistics at test (Li et al. 2016)"),
-    "mcd": Entry(MCD, "maximum classifier discrepancy, three-step update (Saito et al. 2018)", ("feature_dim", "num_classes")),
-}
+class _Registered(Mapping[str, Entry]):
+    """``name → Entry``, read from the packages' own registries at each use (so a class registered
+    after this module was imported, by a module imported later or in a test, is listed too)."""
 
-WEIGHTINGS: dict[str, Entry] = {
-    "equal": Entry(EqualWeighting, "sum of the terms, weight 1 each"),
-    "static": Entry(StaticWeighting, "fixed weight per term name"),
-    "uncertainty": Entry(UncertaintyWeighting, "learned homoscedastic uncertainty (Kendall et al. 2018)"),
-    "dwa": Entry(DWA, "dynamic weight average: softmax of loss-descent ratios over windows (Liu et al. 2019)"),
-    "rlw": Entry(RLW, "random loss weighting: softmax of N(0, I) weights each step (Lin et al. 2022)"),
-    "gradnorm": Entry(GradNorm, "GradNorm: learned weights equalising gradient norms of the last shared layer (Chen et al. 2018)"),
-    "famo": Entry(FAMO, "FAMO: logits balancing the log-loss decrease rates (Liu et al. 2023)"),
-    "gls": Entry(GeometricLoss, "geometric loss strategy: geometric mean of the terms (Chennupati et al. 2019)"),
-    "db_mtl": Entry(DBMTL, "[gradient] dual balancing: log-losses, EMA gradients scaled to the max norm (Lin et al. 2023)"),
-}
+    def __init__(self, read: Callable[[], dict[str, Entry]]):
+        self._read = read
 
-#: self-supervised loss terms (config list ``selfsup``; mtl/selfsup)
-SELFSUP: dict[str, Entry] = {
-    "rotation": Entry(RotationPrediction, "predict which of 4 rotations an image was given (Gidaris et al. 2018)", ("feature_dim",)),
-    "contrastive": Entry(ContrastiveLearning, "SimCLR: two augmented views, NT-Xent loss, τ = 0.5 (Chen et al. 2020)", ("feature_dim",)),
-}
+    def __getitem__(self, name: str) -> Entry:
+        return self._read()[name]
 
-#: fine-tuning regularisers (config list ``regularizers``; mtl/regularizers); those with supplied
-#: arguments read the pretrained starting point, so they need model.weights
-REGULARIZERS: dict[str, Entry] = {
-    "l2_sp": Entry(L2SP, "L2 penalty towards the pretrained weights, weight decay on the heads (Li et al. 2018)", ("starting_point",)),
-    "bss": Entry(BatchSpectralShrinkage, "shrink the smallest singular values of the batch features (Chen et al. 2019)"),
-    "delta": Entry(DELTA, "feature-map distance to the pretrained network with channel attention (Li et al. 2019)", ("network", "input_shape")),
-}
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self)})"
+
+
+def summary(cls: type) -> str:
+    """The first line of ``cls``'s own docstring (empty without one)."""
+    return next(iter((cls.__doc__ or "").strip().splitlines()), "")
+
+
+@functools.cache
+def _entry(cls: type, factory: str | None = None) -> Entry:
+    """The entry of a registered class, built by the class or by its classmethod ``factory``."""
+    marker = "[gradient] " if getattr(cls, "combines_term_gradients", False) else ""
+    build = getattr(cls, factory) if factory else cls
+    return Entry(build, marker + summary(cls), tuple(cls.derived_arguments))
+
+
+@functools.cache
+def _gradient_entry(aggregator_cls: type) -> Entry:
+    return Entry(_gradient_weighting(aggregator_cls), f"[gradient] {summary(aggregator_cls)}")
 
 
 def _gradient_weighting(aggregator_cls) -> Callable:
@@ -124,16 +116,29 @@ def _gradient_weighting(aggregator_cls) -> Callable:
     return factory
 
 
-for _name, _cls in AGGREGATORS.items():
-    if _name in ("sum", "mean"):
-        continue  # equal weighting already is the sum, without the Jacobian cost
-    _summary = (_cls.__doc__ or _name).strip().splitlines()[0]
-    WEIGHTINGS[_name] = Entry(_gradient_weighting(_cls), f"[gradient] {_summary}")
+def _weightings() -> dict[str, Entry]:
+    entries = {name: _entry(cls) for name, cls in WEIGHTING_CLASSES.items()}
+    gradient = {name: _gradient_entry(cls) for name, cls in AGGREGATORS.items() if not cls.fixed_weights}
+    return {**entries, **gradient}
 
-BACKBONE_ENTRIES: dict[str, Entry] = {
-    name: Entry(cls, (cls.__doc__ or "").strip().splitlines()[0], ("in_channels", "image_size"))
-    for name, cls in BACKBONES.items()
-}
+
+METHODS = _Registered(lambda: {name: _entry(cls) for name, cls in METHOD_CLASSES.items()})
+WEIGHTINGS = _Registered(_weightings)
+#: self-supervised loss terms (config list ``selfsup``; mtl/selfsup)
+SELFSUP = _Registered(lambda: {name: _entry(cls) for name, cls in OBJECTIVES.items()})
+#: fine-tuning regularisers (config list ``regularizers``; mtl/regularizers); those with supplied
+#: arguments read the pretrained starting point, so they need model.weights
+REGULARIZERS = _Registered(lambda: {name: _entry(cls) for name, cls in REGULARIZER_CLASSES.items()})
+#: multi-task architectures: the harness supplies the backbone factory, the task specs and one sample's shape
+ARCHITECTURES = _Registered(lambda: {name: _entry(cls, "build") for name, cls in ARCHITECTURE_CLASSES.items()})
+BACKBONE_ENTRIES = _Registered(lambda: {name: _entry(BACKBONES[name]) for name in sorted(BACKBONES)})
+
+
+def method_adapts(name: str) -> bool:
+    """Whether method ``name`` changes training or evaluation (an unknown name counts as one): a problem
+    without a target domain accepts only the no-adaptation baseline."""
+    entry = METHODS.get(name)
+    return entry is None or entry.factory.adapts
 
 
 def feature_level_methods() -> list[str]:
@@ -199,18 +204,6 @@ def checked_arguments(registry: Mapping[str, Entry], kind: str, name: str, args:
     if missing:
         raise ConfigError(f"{kind} '{name}' needs argument(s) {', '.join(missing)} in its args block")
     return entry, call
-
-
-# multi-task architectures: the harness supplies the backbone factory, the task specs and one sample's shape
-from mtl.architectures import MMoE, MTAN, CrossStitch, hard_parameter_sharing  # noqa: E402
-
-_ARCHITECTURE_SUPPLIED = ("backbone_factory", "tasks", "input_shape")
-ARCHITECTURES: dict[str, Entry] = {
-    "hps": Entry(hard_parameter_sharing, "hard parameter sharing: one backbone, one head per task (Caruana 1997)", _ARCHITECTURE_SUPPLIED),
-    "mmoe": Entry(MMoE.build, "multi-gate mixture-of-experts: shared experts, a softmax gate per task (Ma et al. 2018)", _ARCHITECTURE_SUPPLIED),
-    "cross_stitch": Entry(CrossStitch.build, "cross-stitch networks: one column per task, mixed after every stage (Misra et al. 2016)", _ARCHITECTURE_SUPPLIED),
-    "mtan": Entry(MTAN.build, "multi-task attention network: per-task attention masks on a shared backbone (Liu et al. 2019)", _ARCHITECTURE_SUPPLIED),
-}
 
 
 def check_config_arguments(registry: Mapping[str, Entry], kind: str, name: str, args: Mapping,

@@ -1,8 +1,36 @@
-"""Backbones for small images.  Each exposes ``out_features``."""
+"""Backbones for small images and vectors.  Each exposes ``out_features``.
+
+Every :class:`Backbone` that sets ``name`` registers itself in
+:data:`BACKBONES`, the names configs use (``model.backbone``): a new backbone
+is one more class here.
+"""
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from ._registry import register
+
+#: config name (``model.backbone``) → backbone class, filled by the classes themselves
+BACKBONES: dict[str, type[nn.Module]] = {}
+
+
+class Backbone(nn.Module):
+    """Base class of the named backbones: a feature extractor with an integer ``out_features``, the size
+    of its flat output, and ``stages()`` for the architectures that act between stages (cross-stitch,
+    MTAN).  The first line of a subclass's docstring is what ``mtlda list`` shows."""
+
+    #: the name configs use (``model.backbone``); a class that sets one is registered in :data:`BACKBONES`
+    name: str = ""
+    #: constructor arguments that follow from the data, not hyperparameters: the images' channels and
+    #: size (whoever builds the backbone passes them; a config cannot set them)
+    derived_arguments: tuple[str, ...] = ("in_channels", "image_size")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        register(BACKBONES, cls)
 
 
 def _flat_size(body: nn.Module, in_channels: int, image_size: int) -> int:
@@ -10,7 +38,7 @@ def _flat_size(body: nn.Module, in_channels: int, image_size: int) -> int:
         return body(torch.zeros(1, in_channels, image_size, image_size)).flatten(1).shape[1]
 
 
-class LeNet(nn.Module):
+class LeNet(Backbone):
     """LeNet-style feature extractor for 28×28 digits.
 
     The variant used in digit domain-adaptation benchmarks (for example
@@ -19,6 +47,8 @@ class LeNet(nn.Module):
     conv(20, 5×5) → max-pool → ReLU → conv(50, 5×5) → dropout → max-pool → ReLU
     → linear(500) → ReLU → dropout.  ``out_features`` = 500.
     """
+
+    name = "lenet"
 
     def __init__(self, in_channels: int = 1, image_size: int = 28, feature_dim: int = 500, dropout: float = 0.5):
         super().__init__()
@@ -49,9 +79,11 @@ class LeNet(nn.Module):
         return self.fc(self.conv(x))
 
 
-class MultiLeNet(nn.Module):
-    """The small shared encoder of the MultiMNIST literature: conv(10, k×k) → max-pool → ReLU
-    → conv(20, 5×5) → max-pool → ReLU → linear(50) → ReLU.  ``out_features`` = 50.
+class MultiLeNet(Backbone):
+    """The small shared encoder of the MultiMNIST literature (Sener & Koltun 2018; Lin et al. 2019).
+
+    conv(10, k×k) → max-pool → ReLU → conv(20, 5×5) → max-pool → ReLU →
+    linear(50) → ReLU.  ``out_features`` = 50.
 
     The default first kernel, 9×9, is the LeNet of Lin et al., "Pareto Multi-Task Learning"
     (NeurIPS 2019; Xi-L/ParetoMTL, multiMNIST/model_lenet.py), written for 36×36 canvases.
@@ -62,6 +94,8 @@ class MultiLeNet(nn.Module):
     the standard ``nn.Dropout2d``).  Channel dropout with a positive scale commutes with the
     max-pool and ReLU that follow, so it sits at the end of ``conv`` here.
     """
+
+    name = "multilenet"
 
     def __init__(
         self,
@@ -102,12 +136,14 @@ class MultiLeNet(nn.Module):
         return self.fc(self.conv(x))
 
 
-class SmallConvNet(nn.Module):
+class SmallConvNet(Backbone):
     """A two-layer convolutional net for 8×8–16×16 images (the embedded quick-start data).
 
     conv(32, 3×3) → BN → ReLU → conv(64, 3×3) → BN → ReLU → max-pool → linear → ReLU.
     Not from a paper; sized so a quick-start run takes seconds on a CPU.
     """
+
+    name = "small_convnet"
 
     def __init__(self, in_channels: int = 1, image_size: int = 8, feature_dim: int = 128, dropout: float = 0.0):
         super().__init__()
@@ -138,7 +174,7 @@ class SmallConvNet(nn.Module):
         return self.fc(self.conv(x))
 
 
-class DANNDigitNet(nn.Module):
+class DANNDigitNet(Backbone):
     """Feature extractor of Ganin et al., "Domain-Adversarial Training of Neural
     Networks" (JMLR 2016), MNIST→MNIST-M experiment (their Fig. 4, after the
     Caffe MNIST example): conv(32, 5×5) → ReLU → max-pool 2 → conv(48, 5×5) →
@@ -149,6 +185,8 @@ class DANNDigitNet(nn.Module):
     ``feature_dim`` appends one fully connected layer (Linear → ReLU) of that
     width to the shared part, so the heads and the alignment losses read it.
     """
+
+    name = "dann_digits"
 
     def __init__(self, in_channels: int = 3, image_size: int = 28, feature_dim: int | None = None):
         super().__init__()
@@ -176,13 +214,17 @@ class DANNDigitNet(nn.Module):
         return self.fc(self.conv(x))
 
 
-class DANNSVHNNet(nn.Module):
-    """Feature extractor of Ganin et al. (JMLR 2016) for SVHN→MNIST (after
-    Srivastava et al. 2014): conv(64, 5×5) → ReLU → max-pool 3/2 → conv(64, 5×5)
+class DANNSVHNNet(Backbone):
+    """Feature extractor of Ganin et al. 2016 for SVHN→MNIST (after Srivastava et al. 2014).
+
+    Ganin et al., "Domain-Adversarial Training of Neural Networks", JMLR 2016:
+    conv(64, 5×5) → ReLU → max-pool 3/2 → conv(64, 5×5)
     → ReLU → max-pool 3/2 → conv(128, 5×5) → ReLU, then fc 3072 → ReLU.
     The paper's remaining label layers (fc 2048 → 10) form the head side.
     Inputs 32×32, padding 2 keeps the spatial size through the convolutions.
     """
+
+    name = "dann_svhn"
 
     def __init__(self, in_channels: int = 3, image_size: int = 32, feature_dim: int = 3072, dropout: float = 0.5):
         super().__init__()
@@ -212,13 +254,35 @@ class DANNSVHNNet(nn.Module):
         return self.fc(self.conv(x))
 
 
-from .mlp import MLP  # noqa: E402  (vector inputs; its own module)
+class MLP(Backbone, nn.Sequential):
+    """Fully connected feature extractor: flatten, then Linear → ReLU per hidden width.
 
-BACKBONES: dict[str, type[nn.Module]] = {
-    "dann_digits": DANNDigitNet,
-    "dann_svhn": DANNSVHNNet,
-    "lenet": LeNet,
-    "mlp": MLP,
-    "multilenet": MultiLeNet,
-    "small_convnet": SmallConvNet,
-}
+    For inputs that are vectors rather than pictures, such as the two-moons
+    points of Ganin et al., "Domain-Adversarial Training of Neural Networks"
+    (JMLR 2016, §5.1), which the harness stores as 2×1×1 "images".  The input
+    size is ``in_channels × image_size²``.  Defaults: two hidden layers of 64
+    units (2→64→64 for the moons, the quick start's network); the paper's
+    moons network has one hidden layer of 15 units (``hidden_sizes=[15]``).
+    ``out_features`` is the last hidden width.  A plain ``nn.Sequential``
+    underneath, so fine-tuning splits it into one block per Linear layer.
+    """
+
+    name = "mlp"
+
+    def __init__(self, in_channels: int = 2, image_size: int = 1, hidden_sizes: Sequence[int] = (64, 64)):
+        widths = [int(w) for w in hidden_sizes]
+        if not widths or min(widths) < 1:
+            raise ValueError(f"hidden_sizes must list at least one positive width, got {list(hidden_sizes)}")
+        sizes = [in_channels * image_size * image_size, *widths]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        super().__init__(*layers)
+        self.out_features = widths[-1]
+
+    def stages(self) -> list[nn.Module]:
+        """One stage per hidden layer (views of its own layers, no new parameters); composing
+        them equals :meth:`forward`.  Used by architectures that act between stages (cross-stitch, MTAN)."""
+        layers = list(self)
+        first = nn.Sequential(*layers[:3])  # the flatten joins the first layer
+        return [first, *(nn.Sequential(*layers[i : i + 2]) for i in range(3, len(layers), 2))]

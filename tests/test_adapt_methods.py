@@ -1,5 +1,8 @@
-"""Domain-adaptation methods: each term against its pure loss, MCD's three steps, AdaBN, end to end."""
+"""Domain-adaptation methods: each term against its pure loss, MCD's three steps, AdaBN; and, for every
+registered method (parametrised from the registry, so a new method is covered the moment its file
+exists), its documentation, its config errors, and an end-to-end run that resumes exactly."""
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -30,13 +33,16 @@ from adapt.losses.discrepancy import classifier_discrepancy
 from adapt.losses.entropy import entropy, information_maximization
 from adapt.losses.mcc import minimum_class_confusion_loss
 from adapt.losses.mmd import JointMultipleKernelMMD, MultipleKernelMMD
-from benchmarks.config import load_experiment
-from benchmarks.experiment import run_experiment
-from benchmarks.registry import METHODS, build
+from benchmarks.config import ConfigError, load_experiment
+from benchmarks.experiment import check_config
+from benchmarks.registry import METHODS, build, check_config_arguments
 from mtl import ClassificationTask, MultiTaskModel, SmallConvNet
 
 DA = "configs/experiments/digits_da.yaml"
-NEW_METHODS = ["cdan", "cdan_e", "dan", "jan", "mcc", "bsp", "afn", "entropy_min", "info_max", "bnm", "adabn", "mcd"]
+#: every registered method
+NAMES = list(METHODS)
+#: one validator: the end-to-end runs check the methods, not the validators (tests/test_validators.py)
+FAST = ["train.validators=[source_accuracy]"]
 
 
 def batch(feature_dim=6, num_classes=4, n_source=10, n_target=8, seed=0):
@@ -402,30 +408,71 @@ def test_adabn_method_adds_no_terms_and_flags_target_batchnorm_adaptation():
     assert not DANN(feature_dim=4).adapts_batchnorm_for_target
 
 
-# ---------------------------------------------------------------- registry and end to end
+# ---------------------------------------------------------------- every registered method
 
 
-@pytest.mark.parametrize("name", NEW_METHODS)
+def _settable(entry):
+    """The constructor's parameters a config may set (the others are supplied by the harness)."""
+    parameters = inspect.signature(entry.factory).parameters.items()
+    return {n: p for n, p in parameters if n not in entry.supplied and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_method_documents_its_paper_and_its_defaults(name):
+    entry = METHODS[name]
+    cls = entry.factory
+    doc = cls.__doc__ or ""
+    first = doc.strip().splitlines()[0] if doc.strip() else ""
+    assert cls.name == name and entry.summary == first, "mtlda list shows the docstring's first line"
+    assert first.endswith(".") and len(first) <= 110, f"{name}: one short line first, for mtlda list"
+    assert re.search(r"\b(19|20)\d\d\b", first) or "baseline" in first, f"{name}: the first line names the paper"
+    # the harness supplies only what it knows from the model: the feature size and the number of classes
+    assert set(cls.derived_arguments) <= {"feature_dim", "num_classes"} & set(inspect.signature(cls).parameters)
+    settable = _settable(entry)
+    for key, parameter in settable.items():
+        assert parameter.default is not parameter.empty, f"{name}.{key} has no default (give the paper's)"
+        assert parameter.annotation is not parameter.empty, f"{name}.{key} has no type, so configs cannot be checked"
+    if settable:
+        assert re.search(r"default|paper:", doc, re.IGNORECASE), f"{name}: the docstring states the defaults"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_method_refuses_bad_config_arguments_by_name(name):
+    entry = METHODS[name]
+    settable = list(_settable(entry))
+    cfg = load_experiment(DA, [f"method.name={name}", "method.args.no_such_argument=1"])
+    valid = ", ".join(settable) or "(none)"
+    with pytest.raises(ConfigError, match=re.escape(f"method '{name}' has no argument 'no_such_argument'; valid arguments: {valid}")):
+        check_config(cfg)
+    for key in entry.supplied:
+        with pytest.raises(ConfigError, match=f"method '{name}': argument '{key}' is set by the harness"):
+            check_config_arguments(METHODS, "method", name, {key: 3})
+    for key in settable:  # every argument's type is checked: a mapping fits none of them
+        with pytest.raises(ConfigError, match=re.escape(f"method.args.{key} is {{'a': 1}}; it must be")):
+            check_config_arguments(METHODS, "method", name, {key: {"a": 1}})
+    # the defaults, written into a config, are valid values
+    check_config_arguments(METHODS, "method", name, {k: p.default for k, p in _settable(entry).items()})
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_registry_builds_each_method_with_harness_arguments(name):
     method = build(METHODS, "method", name, {}, {"feature_dim": 12, "num_classes": 3})
-    entry = METHODS[name]
-    assert set(entry.supplied) <= {"feature_dim", "num_classes"}
-    assert set(entry.supplied) <= set(inspect.signature(entry.factory).parameters)
-    assert isinstance(method, entry.factory)
+    assert isinstance(method, METHODS[name].factory) and method.name == name
 
 
-@pytest.mark.parametrize("name", NEW_METHODS)
-def test_each_method_runs_end_to_end(tmp_path, tiny_overrides, name):
-    cfg = load_experiment(DA, [*tiny_overrides, f"method.name={name}"])
-    record = run_experiment(cfg, tmp_path)
-    assert 0.0 <= record["metrics"]["test/target/digit/accuracy"] <= 1.0
-    assert record["steps"] == 6 and record["epochs_run"] == 2
-    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["problem"]
-    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
-    if name == "mcd":
-        assert "method.second_classifier.weight" in state
-    if name.startswith("cdan"):
-        assert state["method.discriminator.net.0.weight"].shape[1] == 128 * 10  # exact map: d·C = 1280 ≤ 4096
+@pytest.mark.parametrize("name", NAMES)
+def test_each_method_trains_end_to_end_and_resumes_exactly(tiny_overrides, fit_and_resume, name):
+    cfg = load_experiment(DA, [*tiny_overrides, *FAST, f"method.name={name}"])
+    _, result, trainer = fit_and_resume(cfg)
+    assert 0.0 <= result["metrics"]["test/target/digit/accuracy"] <= 1.0
+    assert result["steps"] == 6 and result["epochs_run"] == 2
+    state = trainer.problem.state_dict()
+    assert all(torch.isfinite(v).all() for v in state.values() if isinstance(v, torch.Tensor) and v.is_floating_point())
+    # the method's own networks (a discriminator, a second classifier) are trained and checkpointed with the model
+    method = trainer.problem.method
+    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert all(id(p) in optimised for p in method.parameters())
+    assert all(f"method.{key}" in state for key in method.state_dict())
 
 
 def test_adabn_evaluates_the_target_with_target_statistics_and_restores_source_ones(tmp_path, tiny_overrides):

@@ -6,6 +6,7 @@ from torch import nn
 from benchmarks.config import ConfigError, load_experiment
 from benchmarks.experiment import build_trainer, run_experiment
 from benchmarks.registry import ARCHITECTURES, build
+from mtl.architectures import ARCHITECTURES as ARCHITECTURE_CLASSES
 from mtl.architectures import MMoE, MTAN, CrossStitch, CrossStitchUnit, hard_parameter_sharing
 from mtl.backbones import BACKBONES, LeNet, SmallConvNet
 from mtl.model import MultiTaskModel
@@ -22,17 +23,18 @@ def small():
     return SmallConvNet(in_channels=1, image_size=8, feature_dim=12)
 
 
+#: options that keep the tests small, and variants tested besides every registered architecture
+SMALL = {"mmoe": {"num_experts": 3}}
+VARIANTS = {"mtan_task_transitions": ("mtan", {"share_transitions": False})}
+
+
 def make(name, **options):
-    return {
-        "hps": lambda: hard_parameter_sharing(small, TASKS, SHAPE),
-        "mmoe": lambda: MMoE.build(small, TASKS, SHAPE, num_experts=3, **options),
-        "cross_stitch": lambda: CrossStitch.build(small, TASKS, SHAPE, **options),
-        "mtan": lambda: MTAN.build(small, TASKS, SHAPE, **options),
-        "mtan_task_transitions": lambda: MTAN.build(small, TASKS, SHAPE, share_transitions=False),
-    }[name]()
+    """A registered architecture (or a variant) through its ``build``, the constructor the harness uses."""
+    base, variant = VARIANTS.get(name, (name, {}))
+    return ARCHITECTURE_CLASSES[base].build(small, TASKS, SHAPE, **{**SMALL.get(base, {}), **variant, **options})
 
 
-ALL = ["hps", "mmoe", "cross_stitch", "mtan", "mtan_task_transitions"]
+ALL = [*ARCHITECTURE_CLASSES, *VARIANTS]
 
 
 @pytest.mark.parametrize("name", ALL)

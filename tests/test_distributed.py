@@ -29,7 +29,7 @@ from mtl.weighting import DWA, EqualWeighting, GradientAggregation, UncertaintyW
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["train.epochs=2", "train.steps_per_epoch=3", "train.progress_bar=false", "train.log_every=2", "data.batch_size=16"]
-AGGREGATOR_NAMES = [n for n in AGGREGATORS if n not in ("sum", "mean")]
+AGGREGATOR_NAMES = [n for n, cls in AGGREGATORS.items() if not cls.fixed_weights]  # those offered as weightings
 
 WORKER = r"""
 import copy, json, sys
@@ -90,7 +90,7 @@ result["equal_local_diff"] = float((local - full).abs().max())
 
 result["aggregators"] = {}
 for name, cls in AGGREGATORS.items():
-    if name in ("sum", "mean"):
+    if cls.fixed_weights:  # not offered as weightings
         continue
     targets = ["parameters"] + (["representation"] if getattr(cls, "supports_representation", True) else [])
     for target in targets:

@@ -1,25 +1,37 @@
-"""DWA, RLW, GradNorm, FAMO, GLS and DB-MTL: their update rules recomputed by hand,
-their defining properties, reset and exact resume, and end-to-end runs through the harness."""
+"""DWA, RLW, GradNorm, FAMO, GLS and DB-MTL: their update rules recomputed by hand and their defining
+properties; and, for every registered weighting (parametrised from the registry, so a new weighting is
+covered the moment its file exists): its documentation, its config errors, reset and exact resume, and
+an end-to-end run through the harness that resumes exactly."""
 from __future__ import annotations
 
+import inspect
 import io
 import math
+import re
 
 import pytest
 import torch
 from torch import nn
 
-from benchmarks.config import load_experiment
-from benchmarks.experiment import build_trainer, run_experiment
-from benchmarks.registry import WEIGHTINGS, build
+from benchmarks.config import ConfigError, load_experiment
+from benchmarks.experiment import build_trainer, check_config
+from benchmarks.registry import WEIGHTINGS, build, check_config_arguments
+from mtl.aggregators import AGGREGATORS
 from mtl.weighting import DBMTL, DWA, FAMO, RLW, GeometricLoss, GradNorm
 
 F64 = torch.float64
 DA = "configs/experiments/digits_da.yaml"
 MTL = "configs/experiments/multidigits_mtl.yaml"
-NAMES = ["dwa", "rlw", "gradnorm", "famo", "gls", "db_mtl"]
-# small windows so DWA's non-trivial weights appear within a few steps
-ARGS = {"dwa": {"window": 2}}
+#: every registered weighting, loss-level and gradient-level
+NAMES = list(WEIGHTINGS)
+
+
+def weighting_args(name: str, terms) -> dict:
+    """Arguments beyond the defaults: ``static`` has no default weights (a weighting with a required argument
+    gives an example here); a small window makes DWA's non-trivial weights appear within a few steps."""
+    if name == "static":
+        return {"weights": {term: 1.0 + i for i, term in enumerate(terms)}}
+    return {"dwa": {"window": 2}}.get(name, {})
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -54,9 +66,8 @@ def batches(k: int, n: int, seed: int = 1):
 
 
 def make(name: str, model: Toy):
-    weighting = build(WEIGHTINGS, "weighting", name, ARGS.get(name, {}))
-    if hasattr(weighting, "ensure_terms"):
-        weighting.ensure_terms(model.names)
+    weighting = build(WEIGHTINGS, "weighting", name, weighting_args(name, model.names))
+    weighting.ensure_terms(model.names)
     return weighting
 
 
@@ -303,8 +314,7 @@ def _gradnorm_toy(weighting_name: str, sigmas=(1.0, 4.0, 12.0), steps=150):
     heads = nn.ModuleList(nn.Linear(32, d) for _ in sigmas)
     names = [f"t{k}" for k in range(len(sigmas))]
     weighting = build(WEIGHTINGS, "weighting", weighting_name, {})
-    if hasattr(weighting, "ensure_terms"):
-        weighting.ensure_terms(names)
+    weighting.ensure_terms(names)
     optimizer = torch.optim.Adam([*trunk.parameters(), *heads.parameters(), *weighting.parameters()], lr=0.01)
     first = None
     for _ in range(steps):
@@ -380,13 +390,16 @@ def test_db_mtl_scaled_gradients_have_equal_norms_and_match_a_hand_computation()
 @pytest.mark.parametrize("name", NAMES)
 def test_reset_returns_to_the_initial_state(name):
     data = batches(3, 6)
-    model = Toy(k=3)
+    model, fresh = Toy(k=3), Toy(k=3)
     weighting = make(name, model)
     first = train(weighting, model, data)
     weighting.reset()
-    again = train(weighting, Toy(k=3), data)
+    again = train(weighting, fresh, data)
     assert again == first
-    assert len({tuple(w.values()) for w in first}) > 1  # the weights did change along the way
+    for a, b in zip(model.parameters(), fresh.parameters()):
+        assert torch.equal(a, b)
+    if first[0] and not weighting.batch_independent_weights:
+        assert len({tuple(w.values()) for w in first}) > 1  # the weights did change along the way
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -400,9 +413,8 @@ def test_state_dict_round_trip_resumes_exactly(name):
 
     resumed_model = Toy(k=3, seed=99)
     resumed_model.load_state_dict(saved_model)
-    resumed = build(WEIGHTINGS, "weighting", name, ARGS.get(name, {}))
-    if hasattr(resumed, "ensure_terms"):
-        resumed.ensure_terms(resumed_model.names)
+    resumed = build(WEIGHTINGS, "weighting", name, weighting_args(name, resumed_model.names))
+    resumed.ensure_terms(resumed_model.names)
     resumed.load_state_dict(saved_weighting)
 
     straight = train(weighting, model, data[4:])
@@ -412,17 +424,69 @@ def test_state_dict_round_trip_resumes_exactly(name):
         assert torch.equal(a, b)
 
 
-# ----------------------------------------------------------------------------- through the harness
-def _overrides(name):
-    return [f"weighting.name={name}", *(f"weighting.args.{k}={v}" for k, v in ARGS.get(name, {}).items())]
+# ----------------------------------------------------------------------------- documentation and config errors
+def _documented_class(name: str):
+    """The class whose docstring and constructor a weighting's entry comes from (an aggregator's for the gradient ones)."""
+    return AGGREGATORS[name] if name in AGGREGATORS else WEIGHTINGS[name].factory
+
+
+def _settable(name: str):
+    parameters = inspect.signature(WEIGHTINGS[name].factory).parameters.items()
+    return {n: p for n, p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_each_loss_weighting_trains_end_to_end(tmp_path, tiny_overrides, name):
+def test_each_weighting_documents_its_paper_and_its_defaults(name):
+    cls = _documented_class(name)
+    doc = cls.__doc__ or ""
+    first = WEIGHTINGS[name].summary.removeprefix("[gradient] ")
+    assert first == doc.strip().splitlines()[0], "mtlda list shows the docstring's first line"
+    assert first.endswith(".") and len(first) <= 110, f"{name}: one short line first, for mtlda list"
+    assert re.search(r"\b(19|20)\d\d\b", first) or "baseline" in first, f"{name}: the first line names the paper"
+    own = [n for n in _settable(name) if n not in ("target", "jacobian")]  # those two are GradientAggregation's
+    for key in own:
+        parameter = _settable(name)[key]
+        assert parameter.default is not parameter.empty or "no default" in doc.lower(), f"{name}.{key} has no default"
+        if name not in AGGREGATORS:
+            assert parameter.annotation is not parameter.empty, f"{name}.{key} has no type, so configs cannot be checked"
+    if name not in AGGREGATORS and any(_settable(name)[key].default is not inspect.Parameter.empty for key in own):
+        assert re.search(r"default|paper", doc, re.IGNORECASE), f"{name}: the docstring states the defaults"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_weighting_refuses_bad_config_arguments_by_name(name):
+    settable = _settable(name)
+    cfg = load_experiment(MTL, [f"weighting.name={name}", "weighting.args.no_such_argument=1"])
+    valid = ", ".join(settable) or "(none)"
+    with pytest.raises(ConfigError, match=re.escape(f"weighting '{name}' has no argument 'no_such_argument'; valid arguments: {valid}")):
+        check_config(cfg)
+    given = weighting_args(name, ["left", "right"])
+    for key, parameter in settable.items():  # every argument's type is checked: a mapping fits none but a Mapping
+        if name not in AGGREGATORS and "Mapping" not in str(parameter.annotation):
+            with pytest.raises(ConfigError, match=re.escape(f"weighting.args.{key} is {{'a': 1}}; it must be")):
+                check_config_arguments(WEIGHTINGS, "weighting", name, {**given, key: {"a": 1}})
+    # the defaults, written into a config, are valid values
+    defaults = {k: p.default for k, p in settable.items() if p.default is not p.empty}
+    check_config_arguments(WEIGHTINGS, "weighting", name, {**defaults, **given})
+
+
+# ----------------------------------------------------------------------------- through the harness
+def _overrides(name):
+    given = weighting_args(name, ["left", "right"])
+    return [f"weighting.name={name}", *(f"weighting.args.{k}={v}" for k, v in given.items())]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_weighting_trains_end_to_end_and_resumes_exactly(tiny_overrides, fit_and_resume, name):
     cfg = load_experiment(MTL, [*tiny_overrides, *_overrides(name)])
-    record = run_experiment(cfg, tmp_path)
-    assert record["steps"] == 6 and record["epochs_run"] == 2
-    assert {"test/left/accuracy", "test/right/accuracy", "val/mean/accuracy"} <= set(record["metrics"])
+    initial, result, trainer = fit_and_resume(cfg)
+    assert result["steps"] == 6 and result["epochs_run"] == 2
+    assert {"test/left/accuracy", "test/right/accuracy", "val/mean/accuracy"} <= set(result["metrics"])
+    backbone = dict(trainer.problem.model.backbone.named_parameters())
+    assert any(not torch.equal(initial[f"model.backbone.{n}"], p) for n, p in backbone.items())
+    assert all(torch.isfinite(p).all() for p in backbone.values())
+    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert all(id(p) in optimised for p in trainer.weighting.parameters())  # learned weights are trained
 
 
 def test_dwa_balances_a_task_and_a_dann_term(tmp_path, tiny_overrides):
@@ -433,30 +497,6 @@ def test_dwa_balances_a_task_and_a_dann_term(tmp_path, tiny_overrides):
     assert set(dwa.names) == {"digit", "domain"} and dwa.windows_closed == 3
     weights = dwa.current_weights()
     assert float(weights.sum()) == pytest.approx(2.0) and not torch.allclose(weights, torch.ones(2, dtype=F64))
-
-
-class _Interrupt(Exception):
-    pass
-
-
-@pytest.mark.parametrize("name", ["dwa", "rlw", "famo", "db_mtl"])
-def test_harness_resume_is_exact(tmp_path, tiny_overrides, name):
-    cfg = load_experiment(MTL, [*tiny_overrides, "train.epochs=3", *_overrides(name)])
-    straight = build_trainer(cfg, tmp_path / "straight")
-    straight.fit()
-
-    def interrupt(trainer, epoch):
-        if epoch == 1:
-            raise _Interrupt
-
-    with pytest.raises(_Interrupt):
-        build_trainer(cfg, tmp_path / "resumed", callbacks=[interrupt]).fit()
-    torch.manual_seed(12345)
-    second = build_trainer(cfg, tmp_path / "resumed")
-    second.fit()
-    for key, value in straight.problem.state_dict().items():
-        assert torch.equal(value, second.problem.state_dict()[key]), key
-    assert straight.history == second.history
 
 
 def test_harness_optimises_gradnorm_weights(tmp_path, tiny_overrides):

@@ -11,7 +11,7 @@ from benchmarks.datasets import DATASETS, load_dataset
 from benchmarks.datasets.base import ImageSplit
 from benchmarks.datasets.moons import CENTRE, load_moons, load_moons_rotated, moon_points
 from benchmarks.experiment import build_problem
-from mtl.mlp import MLP
+from mtl.backbones import MLP
 
 DA = "configs/experiments/quickstart/moons_da.yaml"
 

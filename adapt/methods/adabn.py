@@ -5,7 +5,9 @@ from .base import AdaptationMethod
 
 
 class AdaBN(AdaptationMethod):
-    """Li, Wang, Shi, Liu & Hou, "Revisiting Batch Normalization For Practical
+    """Source-only training, target batch-norm statistics at test (Li et al. 2016).
+
+    Li, Wang, Shi, Liu & Hou, "Revisiting Batch Normalization For Practical
     Domain Adaptation", ICLR 2017 workshop (arXiv 2016); Pattern Recognition
     80, 2018, as "Adaptive Batch Normalization for practical domain adaptation".
 
@@ -18,6 +20,7 @@ class AdaBN(AdaptationMethod):
     (it changes nothing for one without).
     """
 
+    name = "adabn"
     adapts_batchnorm_for_target = True
     uses_target_in_training = False
     reads_logits = False

@@ -8,7 +8,9 @@ from .base import AdaptationMethod
 
 
 class AFN(AdaptationMethod):
-    """Xu, Li, Yang & Lin, "Larger Norm More Transferable: An Adaptive Feature
+    """Stepwise adaptive feature norm: enlarge the feature norms (Xu et al. 2019).
+
+    Xu, Li, Yang & Lin, "Larger Norm More Transferable: An Adaptive Feature
     Norm Approach for Unsupervised Domain Adaptation", ICCV 2019 (the stepwise
     variant, SAFN).
 
@@ -36,6 +38,7 @@ class AFN(AdaptationMethod):
     method then reads the classifier's logits.  Default 0: no such term.
     """
 
+    name = "afn"
     term_names = ("afn",)
     reads_logits = False
     features_only_with = (("entropy_trade_off", 0.0),)

@@ -5,19 +5,38 @@ backbone's features and the classifier's logits on a source and a target
 batch.  Extra networks (a discriminator, a second classifier) live inside the
 method as submodules, so their parameters are trained and checkpointed with
 it.  Which weighting combines the terms is not the method's business.
+
+Every subclass that sets :attr:`AdaptationMethod.name` registers itself in
+:data:`METHODS` when its module is imported (and :mod:`adapt.methods` imports
+all of its modules), so a new method is one new file in ``adapt/methods/``.
 """
 from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .._registry import register
+
+#: config name (``method.name``) → method class, filled by the classes themselves
+METHODS: dict[str, type["AdaptationMethod"]] = {}
+
 
 class AdaptationMethod(nn.Module):
     """Base class.  Subclasses override :meth:`alignment_terms`.
 
-    Attributes every subclass documents: the term names it returns and its
-    defaults from the paper.
+    A subclass's docstring starts with one line naming the method and its
+    paper (``mtlda list`` shows it), then documents the term names it returns
+    and its defaults from the paper.
     """
 
+    #: the name configs use (``method.name``); a class that sets one is registered in :data:`METHODS`
+    name: str = ""
+    #: constructor arguments that follow from the model, not hyperparameters: ``feature_dim`` (the
+    #: backbone's output size), ``num_classes``.  Whoever builds the method passes them (the harness
+    #: does); a config cannot set them
+    derived_arguments: tuple[str, ...] = ()
+    #: False only for the no-adaptation baseline, which changes neither training nor evaluation (a problem
+    #: without a target domain accepts that method alone)
+    adapts: bool = True
     #: names of the loss terms this method adds (for configs and logging)
     term_names: tuple[str, ...] = ()
     #: True for methods whose optimisation is not one backward of weighted terms
@@ -37,6 +56,14 @@ class AdaptationMethod(nn.Module):
     reads_logits: bool = True
     #: (argument, value) pairs that make ``reads_logits`` False (Deep CORAL: ``(("layer", "features"),)``)
     features_only_with: tuple[tuple[str, object], ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        register(METHODS, cls)
+
+    def __init__(self) -> None:
+        """A method without hyperparameters takes no arguments (a config that gives it some is told so)."""
+        super().__init__()
 
     def alignment_terms(
         self,
@@ -84,6 +111,8 @@ class SourceOnly(AdaptationMethod):
     knowledge of the target domain.
     """
 
+    name = "source_only"
+    adapts = False
     uses_target_in_training = False
     reads_logits = False
 

@@ -7,7 +7,9 @@ from .base import AdaptationMethod
 
 
 class BNM(AdaptationMethod):
-    """Cui, Wang, Zhuo, Li, Huang & Tian, "Towards Discriminability and Diversity:
+    """Batch nuclear-norm maximisation of target predictions (Cui et al. 2020).
+
+    Cui, Wang, Zhuo, Li, Huang & Tian, "Towards Discriminability and Diversity:
     Batch Nuclear-norm Maximization under Label Insufficient Situations",
     CVPR 2020.
 
@@ -25,6 +27,7 @@ class BNM(AdaptationMethod):
     the authors' term is 12.8 times the paper's, so λ = 1 means different things.
     """
 
+    name = "bnm"
     term_names = ("bnm",)
 
     def __init__(self, trade_off: float = 1.0, normalization: str = "batch"):

@@ -9,7 +9,9 @@ from .dann import DANN
 
 
 class BSP(DANN):
-    """Chen, Wang, Long & Wang, "Transferability vs. Discriminability: Batch
+    """DANN plus batch spectral penalization of the top singular values (Chen et al. 2019).
+
+    Chen, Wang, Long & Wang, "Transferability vs. Discriminability: Batch
     Spectral Penalization for Adversarial Domain Adaptation", ICML 2019.
 
     DANN (term ``domain``, its discriminator and GRL schedule; arguments as in
@@ -31,6 +33,7 @@ class BSP(DANN):
     source and target); with the bottleneck the same run trains normally.
     """
 
+    name = "bsp"
     term_names = ("domain", "bsp")
     reads_logits = False
 

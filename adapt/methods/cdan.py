@@ -19,7 +19,9 @@ from .base import AdaptationMethod
 
 
 class CDAN(AdaptationMethod):
-    """Long, Cao, Wang & Jordan, "Conditional Adversarial Domain Adaptation",
+    """Conditional adversarial adaptation: a discriminator on features ⊗ predictions (Long et al. 2018).
+
+    Long, Cao, Wang & Jordan, "Conditional Adversarial Domain Adaptation",
     NeurIPS 2018.
 
     Adds the term ``domain``: ``trade_off ·`` the (optionally entropy-weighted)
@@ -53,6 +55,8 @@ class CDAN(AdaptationMethod):
     the classifier.
     """
 
+    name = "cdan"
+    derived_arguments = ("feature_dim", "num_classes")
     term_names = ("domain",)
 
     def __init__(
@@ -130,9 +134,15 @@ class CDAN(AdaptationMethod):
 
 
 class CDANE(CDAN):
-    """CDAN+E: :class:`CDAN` with entropy conditioning (same paper, same arguments;
-    ``ramp_steps=10000`` and ``entropy_weight_normalization="joint"`` are
-    Transfer-Learning-Library's ``cdan.py --entropy``)."""
+    """CDAN with entropy conditioning of the domain loss, CDAN+E (Long et al. 2018).
+
+    :class:`CDAN` with ``entropy_conditioning=True``: the same paper, and the
+    same arguments and defaults otherwise (``ramp_steps=10000`` and
+    ``entropy_weight_normalization="joint"`` are Transfer-Learning-Library's
+    ``cdan.py --entropy``).
+    """
+
+    name = "cdan_e"
 
     def __init__(
         self,

@@ -6,16 +6,20 @@ from .base import AdaptationMethod
 
 
 class DeepCORAL(AdaptationMethod):
-    """Sun & Saenko, "Deep CORAL: Correlation Alignment for Deep Domain
+    """Deep CORAL: align the second-order statistics of the two domains (Sun & Saenko 2016).
+
+    Sun & Saenko, "Deep CORAL: Correlation Alignment for Deep Domain
     Adaptation", ECCV 2016 workshops.
 
     Adds the term ``coral``: ``trade_off · ‖C_S − C_T‖²_F / (4d²)``.  The paper
     aligns the last layer (the logits, ``layer="logits"``) and picks the
     trade-off so that classification and CORAL losses are of the same order at
     the end of training; ``layer="features"`` aligns the backbone output
-    instead (as Transfer-Learning-Library does).
+    instead (as Transfer-Learning-Library does).  Defaults:
+    ``layer="logits"`` (the paper's) and ``trade_off=1``.
     """
 
+    name = "coral"
     term_names = ("coral",)
     features_only_with = (("layer", "features"),)
 

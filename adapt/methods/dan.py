@@ -7,7 +7,9 @@ from .base import AdaptationMethod
 
 
 class DAN(AdaptationMethod):
-    """Long, Cao, Wang & Jordan, "Learning Transferable Features with Deep
+    """DAN: multi-kernel MMD between the feature distributions (Long et al. 2015).
+
+    Long, Cao, Wang & Jordan, "Learning Transferable Features with Deep
     Adaptation Networks", ICML 2015.
 
     Adds the term ``mmd``: ``trade_off · MK-MMD²(source_features,
@@ -32,6 +34,7 @@ class DAN(AdaptationMethod):
     distances: its bandwidths are ``(2n−1)/(2n)`` of ours for batches of n + n.
     """
 
+    name = "dan"
     term_names = ("mmd",)
     reads_logits = False
 

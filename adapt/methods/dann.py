@@ -10,7 +10,9 @@ from .base import AdaptationMethod
 
 
 class DANN(AdaptationMethod):
-    """Domain-adversarial neural network: Ganin et al., "Domain-Adversarial
+    """Domain-adversarial training with gradient reversal (Ganin et al. 2016).
+
+    Domain-adversarial neural network: Ganin et al., "Domain-Adversarial
     Training of Neural Networks", JMLR 2016 (and Ganin & Lempitsky, ICML 2015).
 
     Adds the term ``domain``: a discriminator on gradient-reversed features.
@@ -22,6 +24,8 @@ class DANN(AdaptationMethod):
     hidden layer of 100 units; Transfer-Learning-Library uses 2×1024 with BN.
     """
 
+    name = "dann"
+    derived_arguments = ("feature_dim",)
     term_names = ("domain",)
     reads_logits = False
 

@@ -7,7 +7,9 @@ from .base import AdaptationMethod
 
 
 class EntropyMinimization(AdaptationMethod):
-    """Grandvalet & Bengio, "Semi-supervised Learning by Entropy Minimization",
+    """Minimise the entropy of target predictions (Grandvalet & Bengio 2004).
+
+    Grandvalet & Bengio, "Semi-supervised Learning by Entropy Minimization",
     NeurIPS 2004.
 
     Adds the term ``entropy``: ``trade_off · 1/B Σ_i H(softmax(target_logits_i))``
@@ -19,6 +21,7 @@ class EntropyMinimization(AdaptationMethod):
     al., ICML 2020) does for its entropy term.
     """
 
+    name = "entropy_min"
     term_names = ("entropy",)
 
     def __init__(self, trade_off: float = 1.0):

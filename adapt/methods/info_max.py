@@ -7,7 +7,9 @@ from .base import AdaptationMethod
 
 
 class InformationMaximization(AdaptationMethod):
-    """Regularised information maximisation: Gomes, Krause & Perona,
+    """Information maximisation on target predictions (Gomes et al. 2010; SHOT, Liang et al. 2020).
+
+    Regularised information maximisation: Gomes, Krause & Perona,
     "Discriminative Clustering by Regularized Information Maximization",
     NeurIPS 2010; used for domain adaptation by Liang, Hu & Feng, "Do We Really
     Need to Access the Source Data? Source Hypothesis Transfer for Unsupervised
@@ -22,6 +24,7 @@ class InformationMaximization(AdaptationMethod):
     protocol are not part of this method: here the source loss stays.)
     """
 
+    name = "info_max"
     term_names = ("im",)
 
     def __init__(self, trade_off: float = 1.0, diversity_weight: float = 1.0):

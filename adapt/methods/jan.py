@@ -8,7 +8,9 @@ from .base import AdaptationMethod
 
 
 class JAN(AdaptationMethod):
-    """Long, Zhu, Wang & Jordan, "Deep Transfer Learning with Joint Adaptation
+    """JAN: joint MMD of features and predictions (Long et al. 2017).
+
+    Long, Zhu, Wang & Jordan, "Deep Transfer Learning with Joint Adaptation
     Networks", ICML 2017.
 
     Adds the term ``jmmd``: ``trade_off · schedule(p) · JMMD²`` between the
@@ -28,6 +30,7 @@ class JAN(AdaptationMethod):
     σ = 0.92, i.e. ``prediction_bandwidth=1.6928`` (= 2σ² in this convention).
     """
 
+    name = "jan"
     term_names = ("jmmd",)
 
     def __init__(

@@ -7,7 +7,9 @@ from .base import AdaptationMethod
 
 
 class MCC(AdaptationMethod):
-    """Jin, Wang, Long & Wang, "Minimum Class Confusion for Versatile Domain
+    """Minimum class confusion on target predictions (Jin et al. 2020).
+
+    Jin, Wang, Long & Wang, "Minimum Class Confusion for Versatile Domain
     Adaptation", ECCV 2020.
 
     Adds the term ``mcc``: ``trade_off ·`` the mean between-class confusion of
@@ -16,6 +18,7 @@ class MCC(AdaptationMethod):
     constant over training.
     """
 
+    name = "mcc"
     term_names = ("mcc",)
 
     def __init__(self, trade_off: float = 1.0, temperature: float = 2.5):

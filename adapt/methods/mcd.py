@@ -43,7 +43,9 @@ def class_balance_loss(logits: Tensor, eps: float = 1e-6) -> Tensor:
 
 
 class MCD(AdaptationMethod):
-    """Saito, Watanabe, Ushiku & Harada, "Maximum Classifier Discrepancy for
+    """Maximum classifier discrepancy, three-step update (Saito et al. 2018).
+
+    Saito, Watanabe, Ushiku & Harada, "Maximum Classifier Discrepancy for
     Unsupervised Domain Adaptation", CVPR 2018.
 
     Two classifiers F1 (the model's head) and F2 (``second_classifier``, an
@@ -77,6 +79,8 @@ class MCD(AdaptationMethod):
       momentum, ``optimizer_f`` with 0.9).  It needs SGD without Nesterov.
     """
 
+    name = "mcd"
+    derived_arguments = ("feature_dim", "num_classes")
     term_names = ("source_ce", "discrepancy")
     owns_update = True
 

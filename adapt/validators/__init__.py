@@ -15,7 +15,13 @@ registry name       class                   reads
 ``dev``             :class:`DEV`            source val logits, labels, features; target features
 ``oracle``          :class:`TargetOracle`   target logits + **target labels**
 =================== ======================= ===========================================
+
+``VALIDATORS`` maps those names to the classes.  Each class registers itself
+(it sets ``name``; see :mod:`.base`) and this package imports every module in
+it, so a new validator is one new file here; the imports below only re-export
+the existing classes (in the order ``mtlda list`` shows them).
 """
+from .._registry import import_modules
 from .base import (
     DATA_KEYS,
     SOURCE_VAL_FEATURES,
@@ -24,26 +30,18 @@ from .base import (
     TARGET_TRAIN_FEATURES,
     TARGET_TRAIN_LABELS,
     TARGET_TRAIN_LOGITS,
+    VALIDATORS,
     Validator,
 )
-from .bnm import BNMScore
-from .dev import DEV, dev_risk
+from .source_accuracy import SourceAccuracy
 from .entropy import Entropy
 from .info_max import InfoMax
-from .oracle import TargetOracle
 from .snd import SND
-from .source_accuracy import SourceAccuracy
+from .bnm import BNMScore
+from .dev import DEV, dev_risk
+from .oracle import TargetOracle
 
-#: registry name → validator class (the names used in ``train.validators``)
-VALIDATORS: dict[str, type[Validator]] = {
-    "source_accuracy": SourceAccuracy,
-    "entropy": Entropy,
-    "im": InfoMax,
-    "snd": SND,
-    "bnm": BNMScore,
-    "dev": DEV,
-    "oracle": TargetOracle,
-}
+import_modules(__name__, __path__)
 
 
 def build_validator(name: str) -> Validator:

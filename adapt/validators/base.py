@@ -27,7 +27,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from .._registry import register
+
 __all__ = [
+    "VALIDATORS",
     "Validator",
     "SOURCE_VAL_LOGITS",
     "SOURCE_VAL_LABELS",
@@ -53,23 +56,36 @@ DATA_KEYS = (
     TARGET_TRAIN_LABELS,
 )
 
+#: config name (``train.validators``) → validator class, filled by the classes themselves
+VALIDATORS: dict[str, type["Validator"]] = {}
+
 
 class Validator:
     """Base class.  Subclasses set :attr:`name`, :attr:`requires` and implement :meth:`score`.
+
+    A subclass that sets :attr:`name` is registered in :data:`VALIDATORS` when
+    its module is imported (:mod:`adapt.validators` imports all of its
+    modules), so a new validator is one new file in ``adapt/validators/``.
 
     ``validator(data)`` picks the required arrays out of the mapping ``data``
     (a missing one is a :class:`KeyError` naming it) and calls
     ``validator.score(**arrays)``.
     """
 
-    #: short name; the harness reports ``val/validator/<registry name>``
+    #: the name configs use (``train.validators``); the harness reports ``val/validator/<name>``
     name: str = ""
+    #: an oracle's metric, reported as ``val/oracle/<oracle_metric>`` (instead of under its name)
+    oracle_metric: str = ""
     #: the arrays :meth:`score` reads, as keyword arguments (see the module docstring)
     requires: tuple[str, ...] = ()
     #: True only for validators that read target labels (upper bounds, never for honest selection)
     is_oracle: bool = False
     #: one line for ``mtlda list validators``: what it scores and the paper it comes from
     summary: str = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        register(VALIDATORS, cls)
 
     def __init__(self):
         if not self.is_oracle and TARGET_TRAIN_LABELS in self.requires:

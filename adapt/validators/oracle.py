@@ -19,7 +19,8 @@ __all__ = ["TargetOracle"]
 class TargetOracle(Validator):
     """Top-1 accuracy on the (labelled) target training split, in [0, 1]; higher is better.  Reads target labels."""
 
-    name = "target_accuracy"
+    name = "oracle"
+    oracle_metric = "target_accuracy"
     summary = "ORACLE: target-train accuracy from target labels, an upper bound only, never for selection"
     requires = (TARGET_TRAIN_LOGITS, TARGET_TRAIN_LABELS)
     is_oracle = True

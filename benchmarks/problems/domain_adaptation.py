@@ -64,7 +64,7 @@ def default_validators() -> list[str]:
 def validator_metric(name: str) -> str:
     """The metric a registered validator is reported as."""
     cls = VALIDATORS[name]
-    return f"{ORACLE_PREFIX}{cls.name}" if cls.is_oracle else f"{VALIDATOR_PREFIX}{name}"
+    return f"{ORACLE_PREFIX}{cls.oracle_metric}" if cls.is_oracle else f"{VALIDATOR_PREFIX}{name}"
 
 
 def check_selection_metric(selection_metric: str, oracle_selection: bool) -> None:

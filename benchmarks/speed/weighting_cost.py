@@ -107,8 +107,7 @@ def make_problem(k: int, backbone: str, batch_size: int, device: torch.device, s
 def make_weighting(name: str, names: list[str], device: torch.device):
     args = {"weights": {n: 1.0 for n in names}} if name == "static" else {}
     weighting = build(WEIGHTINGS, "weighting", name, args).to(device)
-    if hasattr(weighting, "ensure_terms"):
-        weighting.ensure_terms(names, device=device)
+    weighting.ensure_terms(names, device=device)
     return weighting
 
 

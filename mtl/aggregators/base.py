@@ -54,6 +54,10 @@ class Aggregator(nn.Module, abc.ABC):
     default_target: str = "parameters"
     #: False where the method is only meaningful on parameter gradients
     supports_representation: bool = True
+    #: True where the rows' weights are constants (the sum, the mean): the direction is then the
+    #: gradient of a fixed combination of the losses, which a loss-level weighting computes without
+    #: forming the Jacobian
+    fixed_weights: bool = False
 
     def __init__(self) -> None:
         super().__init__()

@@ -21,6 +21,7 @@ class SumAggregator(WeightedAggregator):
 
     default_target = "parameters"
     supports_representation = True  # linear in J: same parameter update either way
+    fixed_weights = True
 
     def forward(self, jacobian: Tensor) -> Tensor:
         jacobian = self._check_jacobian(jacobian)
@@ -36,6 +37,7 @@ class MeanAggregator(WeightedAggregator):
 
     default_target = "parameters"
     supports_representation = True  # linear in J: same parameter update either way
+    fixed_weights = True
 
     def forward(self, jacobian: Tensor) -> Tensor:
         jacobian = self._check_jacobian(jacobian)

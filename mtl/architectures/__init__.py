@@ -9,21 +9,20 @@
 Each takes a *backbone factory* (a zero-argument callable returning a fresh
 backbone from :mod:`mtl.backbones` or any module with ``out_features``, and
 ``stages()`` for cross-stitch and MTAN) and the task specs.  ``ARCHITECTURES``
-maps the config names to constructors with the common signature
-``(backbone_factory, tasks, input_shape, **options)``.
+maps the config names to the classes, each built with its classmethod
+``build(backbone_factory, tasks, input_shape, **options)``.  Each class
+registers itself (it sets ``name``; see :mod:`.base`) and this package imports
+every module in it, so a new architecture is one new file here; the imports
+below only re-export the existing ones (in the order ``mtlda list`` shows).
 """
-from .base import MultiTaskArchitecture
-from .cross_stitch import CrossStitch, CrossStitchUnit
+from .._registry import import_modules
+from .base import ARCHITECTURES, MultiTaskArchitecture
 from .hps import hard_parameter_sharing
 from .mmoe import MMoE
+from .cross_stitch import CrossStitch, CrossStitchUnit
 from .mtan import MTAN, AttentionMask
 
-ARCHITECTURES = {
-    "hps": hard_parameter_sharing,
-    "mmoe": MMoE.build,
-    "cross_stitch": CrossStitch.build,
-    "mtan": MTAN.build,
-}
+import_modules(__name__, __path__)
 
 __all__ = [
     "ARCHITECTURES",

@@ -14,6 +14,11 @@ Every architecture is a plain ``nn.Module`` with the interface of
   complete split of ``parameters()``: shared = what more than one task's loss
   reaches, task-specific = what exactly one task's loss reaches;
 * ``task_names``.
+
+Every architecture that sets ``name`` registers itself in
+:data:`ARCHITECTURES` (the names configs use, ``model.architecture``) when
+its module is imported, and :mod:`mtl.architectures` imports all of its
+modules: a new architecture is one new file there.
 """
 from __future__ import annotations
 
@@ -22,18 +27,39 @@ from collections.abc import Callable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
+from .._registry import register
 from ..tasks import TaskSpec
 
 #: a zero-argument callable returning a fresh backbone (an ``nn.Module``)
 BackboneFactory = Callable[[], nn.Module]
 
+#: config name (``model.architecture``) → architecture class, filled by the classes themselves; each
+#: is built with its ``build(backbone_factory, tasks, input_shape, **options)``
+ARCHITECTURES: dict[str, type["MultiTaskArchitecture"]] = {}
+
 
 class MultiTaskArchitecture(nn.Module):
-    """Base class: task heads in ``self.heads`` plus the common helpers."""
+    """Base class: task heads in ``self.heads`` plus the common helpers.
 
+    A named subclass (one that sets :attr:`name`; its docstring's first line
+    names the architecture and its paper) also defines the classmethod
+    ``build(backbone_factory, tasks, input_shape, **options)``, the one
+    constructor signature all architectures share.
+    """
+
+    #: the name configs use (``model.architecture``); a class that sets one is registered in
+    #: :data:`ARCHITECTURES`
+    name: str = ""
+    #: arguments of ``build`` that follow from the model and data, not hyperparameters (whoever builds
+    #: the architecture passes them; a config cannot set them)
+    derived_arguments: tuple[str, ...] = ("backbone_factory", "tasks", "input_shape")
     #: whether ``forward(x, return_features=True)`` returns a tensor (not ``None``)
     has_shared_representation: bool = True
     heads: nn.ModuleDict
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        register(ARCHITECTURES, cls)
 
     @property
     def task_names(self) -> list[str]:

@@ -40,7 +40,7 @@ class CrossStitchUnit(nn.Module):
 
 
 class CrossStitch(MultiTaskArchitecture):
-    """Cross-stitch network: one backbone column per task, mixed after every stage.
+    """Cross-stitch networks: one column per task, mixed after every stage (Misra et al. 2016).
 
     Each task gets its own copy of the backbone (``backbone_factory()`` is
     called once per task), split into stages by the backbone's ``stages()``
@@ -69,6 +69,7 @@ class CrossStitch(MultiTaskArchitecture):
     (``target='representation'``) cannot be used with this architecture.
     """
 
+    name = "cross_stitch"
     has_shared_representation = False
 
     def __init__(self, backbone_factory: BackboneFactory, tasks: Mapping[str, TaskSpec], alpha_self: float = 0.9):

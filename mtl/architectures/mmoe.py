@@ -16,7 +16,9 @@ from .base import BackboneFactory, MultiTaskArchitecture, check_tasks, out_featu
 
 
 class MMoE(MultiTaskArchitecture):
-    """MMoE: ``num_experts`` expert networks shared by all tasks, one softmax gate per task.
+    """Multi-gate mixture-of-experts: shared experts, a softmax gate per task (Ma et al. 2018).
+
+    MMoE: ``num_experts`` expert networks shared by all tasks, one softmax gate per task.
 
     For task ``k`` (paper, Eq. 5–6): ``f_k(x) = Σ_i g_k(x)_i · expert_i(x)`` with
     ``g_k(x) = softmax(W_k x)``, ``W_k ∈ R^{E×d}`` a linear map of the
@@ -39,6 +41,8 @@ class MMoE(MultiTaskArchitecture):
     every task's loss depends on the experts only through it, so
     representation-level gradient methods (MGDA-UB) may differentiate it.
     """
+
+    name = "mmoe"
 
     def __init__(
         self,

@@ -74,7 +74,9 @@ class Transition(nn.Module):
 
 
 class MTAN(MultiTaskArchitecture):
-    """MTAN: a shared backbone plus, per task, a soft attention mask at every stage.
+    """Multi-task attention network: per-task attention masks on a shared backbone (Liu et al. 2019).
+
+    MTAN: a shared backbone plus, per task, a soft attention mask at every stage.
 
     With ``p_j`` the output of shared stage ``j`` and ``â_{k,j}`` task ``k``'s
     attended features at stage ``j`` (paper, Eq. 1):
@@ -115,6 +117,8 @@ class MTAN(MultiTaskArchitecture):
     the shared ``f_j`` lie after the stage outputs, so no single tensor
     precedes all shared parameters.
     """
+
+    name = "mtan"
 
     def __init__(
         self,

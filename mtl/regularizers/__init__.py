@@ -9,12 +9,23 @@
 Each returns a scalar term, so any weighting can balance it with the task
 losses.  ``reads`` on each class names what it needs (parameters, features,
 the network and its input images).
+
+``REGULARIZERS`` maps the config names to the classes.  Each class registers
+itself (it sets ``name``; see :mod:`.base`) and this package imports every
+module in it, so a new regulariser is one new file here; the imports below
+only re-export the existing ones (in the order ``mtlda list`` shows).
 """
+from .._registry import import_modules
+from .base import REGULARIZERS, Regularizer
+from .l2_sp import L2SP, l2_sp_penalty
 from .bss import BatchSpectralShrinkage, batch_spectral_shrinkage
 from .delta import DELTA, attention_weights, default_feature_layers, feature_map_distance
-from .l2_sp import L2SP, l2_sp_penalty
+
+import_modules(__name__, __path__)
 
 __all__ = [
+    "REGULARIZERS",
+    "Regularizer",
     "L2SP",
     "l2_sp_penalty",
     "BatchSpectralShrinkage",

@@ -7,7 +7,9 @@ Learning". NeurIPS 2019.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from .base import Regularizer
 
 __all__ = ["BatchSpectralShrinkage", "batch_spectral_shrinkage"]
 
@@ -32,8 +34,10 @@ def batch_spectral_shrinkage(features: Tensor, k: int = 1) -> Tensor:
     return singular_values[rank - k:].pow(2).sum()
 
 
-class BatchSpectralShrinkage(nn.Module):
-    """``η Σ_{i=1..k} σ²₋ᵢ`` on the features of each training batch (Chen et al. 2019).
+class BatchSpectralShrinkage(Regularizer):
+    """Shrink the smallest singular values of the batch features (Chen et al. 2019).
+
+    ``η Σ_{i=1..k} σ²₋ᵢ`` on the features of each training batch.
 
     Fine-tuning on a small target amplifies the feature directions with small
     singular values, which carry the source knowledge that does not transfer
@@ -42,6 +46,7 @@ class BatchSpectralShrinkage(nn.Module):
     Call it with the backbone features of the labelled batch.
     """
 
+    name = "bss"
     reads = ("features",)
 
     def __init__(self, k: int = 1, trade_off: float = 0.001):

@@ -7,7 +7,7 @@ Convolutional Networks". ICLR 2019.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ._state import NamedBuffers, half_squared_norm
+from .base import Regularizer
 
 __all__ = ["DELTA", "attention_weights", "default_feature_layers", "feature_map_distance"]
 
@@ -85,8 +86,10 @@ def _eval_mode(network: nn.Module) -> Iterator[None]:
             module.training = flag
 
 
-class DELTA(nn.Module):
-    """``Ω = α Σ_layers Σ_j W_j ‖FM_j(w, x) − FM_j(w⁰, x)‖² + β/2 ‖w_S̄‖²`` (Li et al. 2019).
+class DELTA(Regularizer):
+    """Feature-map distance to the pretrained network with channel attention (Li et al. 2019).
+
+    ``Ω = α Σ_layers Σ_j W_j ‖FM_j(w, x) − FM_j(w⁰, x)‖² + β/2 ‖w_S̄‖²``.
 
     The network being fine-tuned should behave like the pretrained one (the
     starting point ``w⁰``) on the training images: the distance between their
@@ -122,6 +125,8 @@ class DELTA(nn.Module):
     capture, ``delta(backbone, x)`` runs the forward pass itself.
     """
 
+    name = "delta"
+    derived_arguments = ("network", "input_shape")
     reads = ("network", "images", "new_parameters")
 
     def __init__(self, network: nn.Module, input_shape: Sequence[int], layers: Sequence[str] | None = None,

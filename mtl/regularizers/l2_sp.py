@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ._state import NamedBuffers, check_same_names, half_squared_norm
+from .base import Regularizer
 
 __all__ = ["L2SP", "l2_sp_penalty"]
 
@@ -28,8 +29,10 @@ def l2_sp_penalty(parameters: Mapping[str, Tensor], starting_point: Mapping[str,
     return total
 
 
-class L2SP(nn.Module):
-    """``Ω(w) = α/2 ||w_S − w⁰_S||² + β/2 ||w_S̄||²`` (Li et al. 2018, "L2-SP").
+class L2SP(Regularizer):
+    """L2 penalty towards the pretrained weights, weight decay on the heads (Li et al. 2018).
+
+    ``Ω(w) = α/2 ||w_S − w⁰_S||² + β/2 ||w_S̄||²`` (Li et al. 2018, "L2-SP").
 
     ``w_S`` are the parameters that have a pretrained value ``w⁰_S`` (the
     backbone), ``w_S̄`` the new ones (task heads), which get a plain weight
@@ -51,7 +54,8 @@ class L2SP(nn.Module):
     and the new parameters.
     """
 
-    #: what the harness passes to forward (benchmarks/objectives.py)
+    name = "l2_sp"
+    derived_arguments = ("starting_point",)
     reads = ("pretrained_parameters", "new_parameters")
 
     def __init__(self, starting_point: Mapping[str, Tensor], alpha: float = 0.01, beta: float = 0.01):

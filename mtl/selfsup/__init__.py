@@ -10,7 +10,12 @@ in ``[0, 1]`` and returns a scalar loss, so it can pretrain a backbone alone or
 be one more named loss term next to task and domain-alignment losses (rotation
 prediction on source and target images during domain adaptation).
 :mod:`mtl.selfsup.augment` holds the batched augmentations.
+
+``OBJECTIVES`` maps the config names to the classes.  Each class registers
+itself (it sets ``name``; see :mod:`.base`) and this package imports every
+module in it, so a new objective is one new file here.
 """
+from .._registry import import_modules
 from .augment import (
     adjust_brightness,
     adjust_contrast,
@@ -27,11 +32,14 @@ from .augment import (
     rgb_to_hsv,
     rotate_batch,
 )
-from .base import Encoder, SelfSupervisedObjective
-from .contrastive import ContrastiveLearning, SimCLRAugmentation, nt_xent_logits, nt_xent_loss
+from .base import OBJECTIVES, Encoder, SelfSupervisedObjective
 from .rotation import RotationPrediction
+from .contrastive import ContrastiveLearning, SimCLRAugmentation, nt_xent_logits, nt_xent_loss
+
+import_modules(__name__, __path__)
 
 __all__ = [
+    "OBJECTIVES",
     "Encoder",
     "SelfSupervisedObjective",
     "RotationPrediction",

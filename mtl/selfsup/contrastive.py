@@ -88,7 +88,11 @@ class SimCLRAugmentation:
 
 
 class ContrastiveLearning(SelfSupervisedObjective):
-    """SimCLR: two augmented views of each image, a projection head, the NT-Xent loss.
+    """SimCLR: two augmented views, NT-Xent loss, τ = 0.5 (Chen et al. 2020).
+
+    Two augmented views of each image, a projection head, the NT-Xent loss
+    (Chen, Kornblith, Norouzi & Hinton, "A Simple Framework for Contrastive
+    Learning of Visual Representations", ICML 2020).
 
     Both views of a batch go through the encoder in one forward pass, then
     through the projection head ``g(h) = W₂ ReLU(W₁ h)`` (hidden width = the
@@ -102,6 +106,8 @@ class ContrastiveLearning(SelfSupervisedObjective):
     :class:`SimCLRAugmentation`.  The pretext accuracy in :meth:`metrics` is the
     fraction of views whose most similar other view is their positive.
     """
+
+    name = "contrastive"
 
     def __init__(self, feature_dim: int, temperature: float = 0.5, projection_dim: int = 128,
                  hidden_dim: int | None = None, crop_scale: Sequence[float] = (0.08, 1.0),

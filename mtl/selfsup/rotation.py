@@ -15,7 +15,11 @@ __all__ = ["RotationPrediction"]
 
 
 class RotationPrediction(SelfSupervisedObjective):
-    """Predict which of four rotations (0°, 90°, 180°, 270°) an image was given.
+    """Predict which of 4 rotations an image was given (Gidaris et al. 2018).
+
+    Which of the four rotations 0°, 90°, 180° and 270°: Gidaris, Singh &
+    Komodakis, "Unsupervised Representation Learning by Predicting Image
+    Rotations", ICLR 2018.
 
     A 4-way classifier on the encoder's features, trained with cross-entropy.
     Paper defaults: the four rotations of every image in the same batch
@@ -30,6 +34,8 @@ class RotationPrediction(SelfSupervisedObjective):
 
     Rotations need no colour or crop augmentation; images must be square.
     """
+
+    name = "rotation"
 
     def __init__(self, feature_dim: int, hidden_dim: int | None = None, all_rotations: bool = True):
         super().__init__()

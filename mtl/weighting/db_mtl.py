@@ -54,7 +54,9 @@ log = logging.getLogger(__name__)
 
 
 class DBMTL(Weighting):
-    """DB-MTL (Lin et al., 2023): log-losses and max-norm gradient balancing.
+    """Dual balancing: log-losses, EMA gradients scaled to the max norm (Lin et al. 2023).
+
+    DB-MTL (Lin et al., 2023): log-losses and max-norm gradient balancing.
 
     Args:
         beta: EMA coefficient ``β`` (paper: 0.9).
@@ -64,7 +66,9 @@ class DBMTL(Weighting):
             or ``"loop"``.
     """
 
+    name = "db_mtl"
     reads_term_gradients = True  # balances the terms' gradient norms
+    combines_term_gradients = True  # a direction from the terms' scaled gradients
 
     def __init__(self, beta: float = 0.9, beta_sigma: float = 0.5, epsilon: float = 1e-8, jacobian: str = "auto"):
         super().__init__()

@@ -46,13 +46,17 @@ _F64 = torch.float64
 
 
 class DWA(LossWeighting):
-    """Dynamic Weight Average (Liu, Johns & Davison, CVPR 2019).
+    """Dynamic weight average: softmax of loss-descent ratios over windows (Liu et al. 2019).
+
+    Dynamic Weight Average (Liu, Johns & Davison, CVPR 2019).
 
     Args:
         temperature: ``T`` of the softmax over loss-descent ratios (paper: 2).
         window: number of :meth:`update` calls averaged into one "epoch" loss;
             ``None``: windows end only at :meth:`epoch_end`.
     """
+
+    name = "dwa"
 
     def __init__(self, temperature: float = 2.0, window: int | None = 100):
         super().__init__()

@@ -78,7 +78,9 @@ _F64 = torch.float64
 
 
 class FAMO(LossWeighting):
-    """FAMO (Liu, Feng, Stone & Liu, NeurIPS 2023).
+    """FAMO: logits balancing the log-loss decrease rates (Liu et al. 2023).
+
+    Fast adaptive multitask optimization (Liu, Feng, Stone & Liu, NeurIPS 2023).
 
     Args:
         lr: step size of the task-logit update (paper: 0.025).
@@ -87,6 +89,8 @@ class FAMO(LossWeighting):
         adam_eps: Adam's ``eps``.
         epsilon: ``ε`` added to each loss before the logarithm.
     """
+
+    name = "famo"
 
     def __init__(
         self,

@@ -33,7 +33,12 @@ from .base import LossWeighting, check_terms
 
 
 class GeometricLoss(LossWeighting):
-    """Geometric mean of the loss terms (Chennupati et al., CVPR-W 2019)."""
+    """Geometric loss strategy: the geometric mean of the terms (Chennupati et al. 2019).
+
+    Chennupati et al., "MultiNet++", CVPR workshops 2019.  No hyperparameters.
+    """
+
+    name = "gls"
 
     def combine(self, losses):
         names = check_terms(losses, "GeometricLoss")

@@ -57,6 +57,7 @@ class GradientAggregation(Weighting):
     """
 
     reads_term_gradients = True
+    combines_term_gradients = True
 
     def __init__(self, aggregator, target: str | None = None, jacobian: str = "auto"):
         super().__init__()

@@ -73,13 +73,16 @@ def last_shared_layer(shared_parameters) -> torch.Tensor:
 
 
 class GradNorm(Weighting):
-    """GradNorm (Chen et al., ICML 2018).
+    """GradNorm: learned weights equalising the gradient norms of the last shared layer (Chen et al. 2018).
+
+    GradNorm (Chen et al., ICML 2018).
 
     Args:
         alpha: strength ``α`` of the restoring force towards equal relative
             training rates (paper default 1.5).
     """
 
+    name = "gradnorm"
     reads_term_gradients = True  # the gradient norms of the weighted terms
 
     def __init__(self, alpha: float = 1.5):

@@ -34,12 +34,16 @@ from .base import LossWeighting, check_terms
 
 
 class RLW(LossWeighting):
-    """Random Loss Weighting (Lin et al., TMLR 2022): ``λ = softmax(z)``, ``z ~ N(0, I)`` per step.
+    """Random loss weighting: softmax of N(0, I) weights each step (Lin et al. 2022).
+
+    Random Loss Weighting (Lin et al., TMLR 2022): ``λ = softmax(z)``, ``z ~ N(0, I)`` per step.
 
     Args:
-        seed: seed of the weight generator; ``None`` draws one from the
-            global torch RNG at construction.
+        seed: seed of the weight generator; ``None`` (the default) draws one
+            from the global torch RNG at construction.
     """
+
+    name = "rlw"
 
     def __init__(self, seed: int | None = None):
         super().__init__()

@@ -8,7 +8,9 @@ from .base import LossWeighting
 
 
 class UncertaintyWeighting(LossWeighting):
-    """Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to Weigh
+    """Learned homoscedastic uncertainty weighting (Kendall et al. 2018).
+
+    Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to Weigh
     Losses for Scene Geometry and Semantics", CVPR 2018.
 
     Each term k has a learned log-variance ``s_k = log σ_k²`` and the combined
@@ -24,13 +26,16 @@ class UncertaintyWeighting(LossWeighting):
     call, and initialised to ``init`` (paper: 0).
     """
 
+    name = "uncertainty"
+    batch_independent_weights = True  # its log-variances are parameters, trained like the model's
+
     def __init__(self, init: float = 0.0):
         super().__init__()
         self.init = float(init)
         self.log_vars = nn.ParameterDict()
 
     def ensure_terms(self, names, device=None) -> None:
-        """Create the log-variances before the optimiser is built."""
+        """Create the log-variances (``init`` each) before the optimiser is built."""
         for name in names:
             if name not in self.log_vars:
                 self.log_vars[name] = nn.Parameter(torch.full((), self.init, device=device))

@@ -5,35 +5,28 @@
 conventions shared by all of them; each module documents its paper, update
 rule and solver.
 
-``AGGREGATORS`` maps short lower-case names to classes.
+``AGGREGATORS`` maps short lower-case names to classes.  Each class registers
+itself (it sets ``name``; see :mod:`.base`) and this package imports every
+module in it, so a new aggregator is one new file here.
 """
 from __future__ import annotations
 
-from .aligned_mtl import AlignedMTL
-from .base import TARGETS, Aggregator, WeightedAggregator
-from .cagrad import CAGrad
+from .._registry import import_modules
+from .base import AGGREGATORS, TARGETS, Aggregator, WeightedAggregator
+
+# re-exports, in the order the registry lists them
+from .mgda import MGDA
+from .pcgrad import PCGrad
 from .graddrop import GradDrop
 from .gradvac import GradVac
+from .cagrad import CAGrad
 from .imtl import IMTLG
-from .mean import MeanAggregator, SumAggregator
-from .mgda import MGDA
 from .nash_mtl import NashMTL
-from .pcgrad import PCGrad
+from .aligned_mtl import AlignedMTL
 from .upgrad import UPGrad
+from .mean import MeanAggregator, SumAggregator
 
-AGGREGATORS: dict[str, type[Aggregator]] = {
-    "mgda": MGDA,
-    "pcgrad": PCGrad,
-    "graddrop": GradDrop,
-    "gradvac": GradVac,
-    "cagrad": CAGrad,
-    "imtl_g": IMTLG,
-    "nash_mtl": NashMTL,
-    "aligned_mtl": AlignedMTL,
-    "upgrad": UPGrad,
-    "sum": SumAggregator,
-    "mean": MeanAggregator,
-}
+import_modules(__name__, __path__)
 
 __all__ = [
     "AGGREGATORS",

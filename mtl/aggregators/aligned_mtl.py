@@ -46,6 +46,8 @@ class AlignedMTL(WeightedAggregator):
             (default ``K · finfo(float32).eps``, the authors' threshold).
     """
 
+    name = "aligned_mtl"
+
     default_target = "parameters"
     # the paper's Aligned-MTL-UB variant works on the shared representation
     supports_representation = True

@@ -40,6 +40,8 @@ import abc
 import torch
 from torch import Tensor, nn
 
+from .._registry import register
+
 TARGETS = ("parameters", "representation")
 
 # dtype and device of every K x K solve
@@ -47,8 +49,19 @@ SOLVE_DTYPE = torch.float64
 SOLVE_DEVICE = torch.device("cpu")
 
 
+#: short lower-case name → aggregator class, filled by the classes themselves (those that set ``name``)
+AGGREGATORS: dict[str, type["Aggregator"]] = {}
+
+
 class Aggregator(nn.Module, abc.ABC):
-    """Abstract gradient aggregator: ``forward(J: (K, d)) -> direction: (d,)``."""
+    """Abstract gradient aggregator: ``forward(J: (K, d)) -> direction: (d,)``.
+
+    A subclass that sets :attr:`name` registers itself in :data:`AGGREGATORS` (and so becomes a
+    weighting too) when its module is imported; :mod:`mtl.aggregators` imports all of its modules.
+    """
+
+    #: the name configs use (``weighting.name``); a class that sets one is registered in :data:`AGGREGATORS`
+    name: str = ""
 
     #: what the paper differentiates: "parameters" or "representation"
     default_target: str = "parameters"
@@ -58,6 +71,10 @@ class Aggregator(nn.Module, abc.ABC):
     #: gradient of a fixed combination of the losses, which a loss-level weighting computes without
     #: forming the Jacobian
     fixed_weights: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        register(AGGREGATORS, cls)
 
     def __init__(self) -> None:
         super().__init__()

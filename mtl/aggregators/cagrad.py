@@ -134,6 +134,8 @@ class CAGrad(WeightedAggregator):
         max_iter, tol: dual solver budget and stopping tolerance.
     """
 
+    name = "cagrad"
+
     default_target = "parameters"
     # the trust region and the convergence guarantee live in parameter space
     supports_representation = False

@@ -58,6 +58,8 @@ class GradDrop(Aggregator):
         seed: seed of the generator drawing ``U``.
     """
 
+    name = "graddrop"
+
     # the paper applies GradDrop to the activations of the last shared layer
     default_target = "representation"
     # element-wise rule, meaningful on both kinds of gradient

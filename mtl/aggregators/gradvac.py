@@ -67,6 +67,8 @@ class GradVac(WeightedAggregator):
         seed: seed of the generator drawing the random task orders.
     """
 
+    name = "gradvac"
+
     default_target = "parameters"
     # EMA targets of parameter-gradient similarity; see module docstring
     supports_representation = False

@@ -58,6 +58,8 @@ class IMTLG(WeightedAggregator):
             (default False: the paper's ``Σ α = 1``; see the module docstring).
     """
 
+    name = "imtl_g"
+
     # Algorithm 1 of the paper differentiates the shared feature z
     default_target = "representation"
     # closed-form loss scales from gradient geometry: valid on either target

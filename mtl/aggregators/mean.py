@@ -19,6 +19,8 @@ from .base import SOLVE_DTYPE, WeightedAggregator
 class SumAggregator(WeightedAggregator):
     """``d = Σ_k g_k``; ``last_weights`` = ones."""
 
+    name = "sum"
+
     default_target = "parameters"
     supports_representation = True  # linear in J: same parameter update either way
     fixed_weights = True
@@ -34,6 +36,8 @@ class SumAggregator(WeightedAggregator):
 
 class MeanAggregator(WeightedAggregator):
     """``d = (1/K) Σ_k g_k``; ``last_weights`` = 1/K."""
+
+    name = "mean"
 
     default_target = "parameters"
     supports_representation = True  # linear in J: same parameter update either way

@@ -154,6 +154,8 @@ class MGDA(WeightedAggregator):
             Frank–Wolfe (Algorithm 2).
     """
 
+    name = "mgda"
+
     # MGDA-UB: the paper's efficient variant works on the shared representation
     default_target = "representation"
     # plain MGDA on parameters and MGDA-UB on the representation are both in the paper

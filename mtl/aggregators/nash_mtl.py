@@ -142,6 +142,8 @@ class NashMTL(WeightedAggregator):
         max_iter, tol: Newton budget and tolerance on ``max |α (Mα) − 1|``.
     """
 
+    name = "nash_mtl"
+
     default_target = "parameters"
     # bargaining utilities, ball constraint and max_norm are about the parameter update
     supports_representation = False

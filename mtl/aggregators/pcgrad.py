@@ -52,6 +52,8 @@ class PCGrad(WeightedAggregator):
         seed: seed of the generator drawing the random projection orders.
     """
 
+    name = "pcgrad"
+
     default_target = "parameters"
     # surgery is defined on shared-parameter gradients; see module docstring
     supports_representation = False

@@ -90,6 +90,8 @@ class UPGrad(WeightedAggregator):
         tol: Lawson–Hanson tolerance on the (scaled) gradient for activating a constraint.
     """
 
+    name = "upgrad"
+
     default_target = "parameters"
     # non-conflict is a property of the parameter update; see module docstring
     supports_representation = False

@@ -29,7 +29,8 @@ from .engine import Trainer
 from .precision import configure_backends
 from .phases import PhasePlan
 from .problems import DomainAdaptationProblem, MultiTaskProblem
-from .problems.domain_adaptation import check_selection_metric, check_validators
+from .problems.domain_adaptation import check_validators
+from .selection import check_selection_metric
 from .records import atomic_write_json, git_commit, hardware, package_versions
 
 log = logging.getLogger(__name__)

@@ -55,7 +55,8 @@ from .metric_names import reported_metrics
 from .records import atomic_write_json, read_json_file
 from .report import metric_scale
 from .report.tables import markdown_lines, mean_error_text
-from .sweep import SourceLines, SweepBlock, format_selection, select_configuration, sweep_blocks
+from .selection import format_selection, select_configuration
+from .sweep import SourceLines, SweepBlock, sweep_blocks
 
 LOCK_NAME = ".lock"
 LOG_NAME = "runs.log"

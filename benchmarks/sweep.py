@@ -42,7 +42,7 @@ on (sweep seed, trial index, key name), through a hash-seeded generator, so
 adding a key or changing ``n`` never changes the values already drawn (the
 DomainBed way of making random search reproducible).
 
-Selection (:func:`select_configuration`): a block's ``selection`` rule picks,
+Selection (:func:`benchmarks.selection.select_configuration`): a block's ``selection`` rule picks,
 among the block's configurations (each a group of runs that differ only in
 seed), the one with the best mean over seeds of a *validation* metric.  The
 oracle choice (best by a test metric) is computed next to it as an upper
@@ -57,7 +57,6 @@ import json
 import math
 import random
 import re
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,7 @@ from typing import Any
 import yaml
 
 from .config import ConfigError
-from .metric_names import reads_held_out_labels, reported_metrics
+from .metric_names import reads_held_out_labels
 
 KINDS = ("grid", "random", "ablation")
 BLOCK_KEYS = ("kind", "name", "config", "overrides", "seeds", "seed", "selection", *KINDS)
@@ -442,89 +441,3 @@ def sweep_blocks(raw: dict, lines: SourceLines) -> list[SweepBlock]:
         if names.count(b.name) > 1:
             raise lines.error((*b.where, "name"), f"two sweep blocks are named '{b.name}'; give each a distinct 'name'")
     return blocks
-
-
-# --------------------------------------------------------------------------- selection
-
-
-def _mean(values: list[float]) -> float:
-    return statistics.fmean(values) if values else float("nan")
-
-
-def select_configuration(
-    records: list[dict], rule: dict, report_metrics: list[str] | None = None, experiments: list[str] | None = None
-) -> dict | None:
-    """Pick the best configuration of a sweep by a validation metric's mean over seeds.
-
-    ``records`` are run records (``name``, ``seed``, ``metrics``); runs with the
-    same ``name`` are one configuration.  Returns the chosen configuration, its
-    mean selection value, the means of ``report_metrics`` (default: the
-    records' ``report`` list), and the oracle: for each reported test metric,
-    the configuration with the best mean test value (an upper bound, never a
-    choice).
-    """
-    groups: dict[str, list[dict]] = {}
-    for record in records:
-        if experiments is None or record["name"] in experiments:
-            groups.setdefault(record["name"], []).append(record)
-    if not groups:
-        return None
-    metric, mode, sign = rule["metric"], rule.get("mode", "max"), (1 if rule.get("mode", "max") == "max" else -1)
-    scores = {}
-    for name, recs in groups.items():
-        values = [r["metrics"][metric] for r in recs if metric in r["metrics"]]
-        if values:
-            scores[name] = _mean(values)
-    if not scores:
-        available = sorted({k for recs in groups.values() for r in recs for k in r["metrics"]})
-        raise ConfigError(f"selection metric '{metric}' is in no record; available: {', '.join(available)}")
-    chosen = None
-    for name in sorted(scores):  # ties go to the first name alphabetically
-        if chosen is None or sign * scores[name] > sign * scores[chosen]:
-            chosen = name
-    if report_metrics is None:
-        first = next(iter(groups.values()))[0]
-        report_metrics = list(reported_metrics(first))
-
-    def means(name):
-        return {m: _mean([r["metrics"][m] for r in groups[name] if m in r["metrics"]]) for m in report_metrics}
-
-    oracle = {}
-    for m in report_metrics:
-        per = {n: _mean([r["metrics"][m] for r in recs if m in r["metrics"]]) for n, recs in groups.items()}
-        per = {n: v for n, v in per.items() if not math.isnan(v)}
-        if per:
-            best = max(per, key=lambda n: sign * per[n])
-            oracle[m] = {"experiment": best, "value": per[best]}
-    return {
-        "rule": dict(rule),
-        "chosen": chosen,
-        "selection_value": scores[chosen],
-        "seeds": sorted(r["seed"] for r in groups[chosen]),
-        "configurations": len(groups),
-        "metrics": means(chosen),
-        "oracle": oracle,
-        "scores": scores,
-    }
-
-
-def format_selection(name: str, result: dict | None) -> str:
-    """A Markdown section for one sweep's selection (values in %)."""
-    if result is None:
-        return f"Sweep '{name}': no records to select from."
-    rule = result["rule"]
-    label = "oracle selection (test labels; an upper bound, not a method)" if rule.get("oracle") else "selection"
-    lines = [
-        f"Sweep '{name}' {label}: best of {result['configurations']} configuration(s) by the mean over seeds of "
-        f"{rule['metric']} ({rule.get('mode', 'max')}): **{result['chosen']}** "
-        f"({100 * result['selection_value']:.1f}, seeds {result['seeds']})",
-        "",
-        "| metric | selected | oracle (upper bound) | oracle configuration |",
-        "|---|---|---|---|",
-    ]
-    for metric, value in result["metrics"].items():
-        o = result["oracle"].get(metric)
-        lines.append(
-            f"| {metric} | {100 * value:.1f} | {100 * o['value']:.1f} | {o['experiment']} |" if o else f"| {metric} | {100 * value:.1f} | n/a | |"
-        )
-    return "\n".join(lines)

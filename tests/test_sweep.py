@@ -3,7 +3,8 @@ import pytest
 
 from benchmarks.config import ConfigError
 from benchmarks.suite import load_sweeps, plan_suite, summarise
-from benchmarks.sweep import hash_seed, sample_trial, select_configuration
+from benchmarks.selection import select_configuration
+from benchmarks.sweep import hash_seed, sample_trial
 
 CONFIG = "/work/main/configs/experiments/digits_da.yaml"
 

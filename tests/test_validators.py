@@ -19,7 +19,8 @@ from adapt.validators import (
 )
 from benchmarks.config import ConfigError, load_experiment
 from benchmarks.experiment import build_problem, run_experiment
-from benchmarks.problems.domain_adaptation import check_selection_metric, validator_metric
+from benchmarks.problems.domain_adaptation import validator_metric
+from benchmarks.selection import check_selection_metric
 
 DA = "configs/experiments/digits_da.yaml"
 

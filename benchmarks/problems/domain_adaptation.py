@@ -50,10 +50,9 @@ from ..config import ConfigError, TrainConfig
 from ..datasets.base import ImageDataset, ImageSplit, split_train_val
 from ..registry import METHODS, feature_level_methods
 from .base import Problem, collect_outputs, evaluate_tasks, task_metric_names, task_metrics
+from ..metric_names import ORACLE_PREFIX, VALIDATOR_PREFIX
 from .extra_terms import ExtraTerms
 
-ORACLE_PREFIX = "val/oracle/"
-VALIDATOR_PREFIX = "val/validator/"
 
 
 def default_validators() -> list[str]:
@@ -65,16 +64,6 @@ def validator_metric(name: str) -> str:
     """The metric a registered validator is reported as."""
     cls = VALIDATORS[name]
     return f"{ORACLE_PREFIX}{cls.oracle_metric}" if cls.is_oracle else f"{VALIDATOR_PREFIX}{name}"
-
-
-def check_selection_metric(selection_metric: str, oracle_selection: bool) -> None:
-    """Refuse checkpoint selection on target labels unless the run is declared an oracle run."""
-    if selection_metric.startswith(ORACLE_PREFIX) and not oracle_selection:
-        raise ConfigError(
-            f"train.selection_metric '{selection_metric}' selects checkpoints with target labels; that is an "
-            "oracle upper bound, not unsupervised domain adaptation. Select on val/source/... or "
-            "val/validator/<name>, or set train.oracle_selection=true to declare an explicit oracle run"
-        )
 
 
 def check_validators(names: Sequence[str], samples: int) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..sweep import format_selection, select_configuration
+from ..selection import format_selection, select_configuration
 from .rows import find_records
 
 

@@ -250,9 +250,8 @@ def execute_ray(
                     except Exception as error:  # a RayTaskError carries the worker's traceback
                         for other in futures:
                             ray.cancel(other, force=True)
-                        cause = getattr(error, "cause", None)
-                        raise RunFailedError(runs[i], _ray_cause(error), "a Ray task", str(error),
-                                             cause is not None and is_user_error(cause)) from error
+                        cause, user_error = _ray_cause(error)
+                        raise RunFailedError(runs[i], cause, "a Ray task", str(error), user_error) from error
                     if status == "busy":
                         waiting.append((time.monotonic() + poll_seconds, i))
                     else:
@@ -266,9 +265,13 @@ def execute_ray(
     return records
 
 
-def _ray_cause(error: Exception) -> str:
+def _ray_cause(error: Exception) -> tuple[str, bool]:
+    """The task's own exception as ``"Type: message"`` (Ray wraps it in ``error.cause``), and whether it
+    is a user error (a bad config or input: one ``error:`` line, exit code 2)."""
     cause = getattr(error, "cause", None)
-    return f"{type(cause).__name__}: {cause}" if cause is not None else f"{type(error).__name__}"
+    if cause is None:
+        return type(error).__name__, False
+    return f"{type(cause).__name__}: {cause}", is_user_error(cause)
 
 
 def _absolute(run: PlannedRun) -> PlannedRun:

@@ -49,6 +49,7 @@ from ..config import load_experiment
 from ..datasets.base import ImageSplit
 from ..experiment import build_trainer
 from ..pytorch_adapt_steps import ReferenceStep, import_error
+from .options import add_timing_options, apply_threads
 
 CONFIG = "configs/experiments/digits/mnist_to_mnistm.yaml"
 BATCH = 64
@@ -199,13 +200,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", required=True, help="folder with MNIST/ and mnist_m.tar.gz")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int)
+    add_timing_options(parser, steps=20)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     results = run(args.data_root, args.rounds, args.steps, args.device, args.methods, args.settings)
     print(
         f"Training step at equal work, MNIST→MNIST-M network, batch {BATCH}+{BATCH}, torch {torch.__version__}, "

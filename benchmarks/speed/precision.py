@@ -42,6 +42,7 @@ from mtl.pretrained import pretrained_backbone
 
 from ..devices import select_device
 from ..precision import resolve_amp
+from .options import add_timing_options, apply_threads
 
 #: backbone → (channels, image size, batch size, constructor arguments)
 BACKBONES = {
@@ -180,14 +181,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=10)
+    add_timing_options(parser, steps=10)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     device = select_device(args.device)
     results = run(args.backbones, args.settings, args.rounds, args.steps, args.warmup, device)
     print(format_table(results, device))

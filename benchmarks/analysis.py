@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .records import atomic_save_png
+from .config import ConfigError, merge_config
+from .experiment import RECORD_NAME, build_trainer
+from .records import atomic_save_png, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +166,6 @@ def analyze_run(run_dir, output_dir=None, max_samples: int = 2000, checkpoint: s
     """
     from omegaconf import OmegaConf
     from torch.utils.tensorboard import SummaryWriter
-
-    from .config import ConfigError, merge_config
-    from .experiment import RECORD_NAME, build_trainer
-    from .records import atomic_write_json
 
     run_dir = Path(run_dir)
     record_path = run_dir / RECORD_NAME

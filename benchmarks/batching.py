@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .datasets.base import ImageSplit
+from .datasets.image_folder import FolderSplit, LoaderBatcher, iterate_folder
 
 
 class Preprocess:
@@ -97,8 +98,6 @@ def make_batcher(split, batch_size: int, seed: int, device, labelled: bool = Tru
     ``labelled=False`` drops the labels from the stream itself (unlabelled
     target data), so nothing downstream can read them.
     """
-    from .datasets.image_folder import FolderSplit, LoaderBatcher
-
     if isinstance(split, FolderSplit):
         return LoaderBatcher(split, batch_size, seed, device, workers=workers, labelled=labelled)
     return DeviceBatcher(split if labelled else ImageSplit(split.images, {}), batch_size, seed, device)
@@ -106,8 +105,6 @@ def make_batcher(split, batch_size: int, seed: int, device, labelled: bool = Tru
 
 def iterate_in_order(split, batch_size: int, device, workers: int = 0):
     """Deterministic pass over a split for evaluation (copies each batch to the device)."""
-    from .datasets.image_folder import FolderSplit, iterate_folder
-
     if isinstance(split, FolderSplit):
         yield from iterate_folder(split, batch_size, device, workers)
         return

@@ -51,6 +51,9 @@ from torch import Tensor
 
 from mtl.weighting import GradientAggregation
 
+from .batching import DeviceBatcher
+from .devices import select_device
+
 #: added to a batcher's sampling seed per rank (far from the +7919 the DA target stream uses)
 RANK_SEED_STRIDE = 100_003
 
@@ -203,7 +206,6 @@ def init_from_env(device_request: str = "auto", timeout_minutes: float = 30.0) -
     that the engine picks up for every trainer built afterwards.
     """
     global _ACTIVE
-    from .devices import select_device
 
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
@@ -253,8 +255,6 @@ def check_supported(weighting, problem) -> None:
 
 
 def _batchers(problem):
-    from .batching import DeviceBatcher
-
     for value in vars(problem).values():
         if isinstance(value, DeviceBatcher) or type(value).__name__ == "LoaderBatcher":
             yield value

@@ -52,6 +52,7 @@ from ._io import atomic_torch_save, load_weights_only
 from torch import nn
 
 from .backbones import BACKBONES
+from .finetune import freeze, keep_frozen_batchnorm_eval
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +227,6 @@ def pretrained_backbone(
         load_backbone_state(backbone, payload, source=str(weights), classifier=head)
     backbone.backbone_spec = {"name": name, "kwargs": dict(kwargs)}
     if not trainable:
-        from .finetune import freeze, keep_frozen_batchnorm_eval
-
         freeze(backbone)
         keep_frozen_batchnorm_eval(backbone)
     return backbone

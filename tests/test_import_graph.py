@@ -137,3 +137,40 @@ def test_libraries_never_import_the_harness_or_each_other():
         if top in ("adapt", "mtl"):
             foreign = {d for d in deps if d.split(".")[0] not in (top,)}
             assert not foreign, f"{module} imports {sorted(foreign)}"
+
+
+def _function_level_project_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of each import of a project module made inside a function body."""
+    source = path.read_text(encoding="utf-8")
+    lines = source.splitlines()
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.ImportFrom):
+                project = inner.level > 0 or (inner.module or "").split(".")[0] in PACKAGES
+            elif isinstance(inner, ast.Import):
+                project = any(alias.name.split(".")[0] in PACKAGES for alias in inner.names)
+            else:
+                continue
+            if project:
+                found.append((inner.lineno, lines[inner.lineno - 1]))
+    return found
+
+
+def test_project_imports_inside_functions_say_why():
+    """An import moved into a function hides a dependency; one that stays there says why on its line."""
+    unexplained = [
+        f"{path.relative_to(ROOT)}:{line}: {text.strip()}"
+        for path in _modules().values()
+        for line, text in _function_level_project_imports(path)
+        if "# imported here:" not in text
+    ]
+    assert not unexplained, "imports inside functions without '# imported here: <why>':\n" + "\n".join(unexplained)
+
+
+def test_function_level_import_finder(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("import os\n\ndef f():\n    from .x import y\n    import json\n    from adapt import z  # imported here: why\n")
+    assert [line for line, _ in _function_level_project_imports(path)] == [4, 6]

@@ -9,6 +9,8 @@ from torch import Tensor
 
 from mtl.tasks import TaskSpec
 
+from .readers import resize_images
+
 
 @dataclass
 class ImageSplit:
@@ -71,8 +73,6 @@ def split_train_val(split: ImageSplit, val_fraction: float, seed: int) -> tuple[
 def resize_dataset(dataset: ImageDataset, size: int) -> ImageDataset:
     """The dataset with every image resized once to ``size``×``size`` (bilinear, antialiased, uint8)."""
     from dataclasses import replace
-
-    from .readers import resize_images
 
     def resize(split: ImageSplit) -> ImageSplit:
         return ImageSplit(resize_images(split.images, size), split.labels)

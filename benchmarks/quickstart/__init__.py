@@ -24,8 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ConfigError
+from ..experiment import build_trainer
+from ..parallel import execute_parallel
+from ..records import atomic_save_png, atomic_write_bytes
 from ..report import Row, build_tables, metric_columns, to_markdown
+from ..suite import plan_suite
 from ..tensorboard_hint import tensorboard_command
+from .boundaries import Panel, decision_boundary_figure
+from .tradeoff import Point, tradeoff_figure
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "configs" / "suites" / "quickstart.yaml"
@@ -82,10 +88,6 @@ def result_tables(records: list[dict]) -> str:
 
 def draw_boundaries(runs, out: Path, all_seeds: bool = False) -> tuple[Path, object]:
     """The decision-boundary picture of the DA experiments: the lowest seed of each, or one row per seed."""
-    from ..experiment import build_trainer
-    from ..records import atomic_save_png
-    from .boundaries import Panel, decision_boundary_figure
-
     da = [(run, record) for run, record in runs if run.experiment.startswith(DA_PREFIX)]
     seeds = sorted({run.seed for run, _ in da})
     rows = []
@@ -107,9 +109,6 @@ def draw_boundaries(runs, out: Path, all_seeds: bool = False) -> tuple[Path, obj
 
 def draw_tradeoff(records: list[dict], out: Path) -> tuple[Path, object]:
     """The multi-task trade-off picture from the ``mtl/*`` records."""
-    from ..records import atomic_save_png
-    from .tradeoff import Point, tradeoff_figure
-
     rows = {r.label: r for r in rows_by_experiment(records, MTL_PREFIX)}
 
     def per_seed(row: Row, metrics) -> list[float]:
@@ -149,10 +148,6 @@ def log_figures(suite_dir: Path, figures: dict[str, object]) -> Path:
 def run_demo(output: str | Path = "runs", seeds: list[int] | None = None, overrides: list[str] | None = None,
              workers: int = 1, progress: bool = True, suite: str | Path = SUITE, all_seeds: bool = False) -> DemoResult:
     """Train (or reuse) every run of the quick-start suite, then write the tables and pictures."""
-    from ..parallel import execute_parallel
-    from ..records import atomic_write_bytes
-    from ..suite import plan_suite
-
     name, runs = plan_suite(suite, output, seeds, [*(overrides or []), "train.progress_bar=false"])
     suite_dir = Path(output) / name
     records = execute_parallel(runs, workers, progress=progress)

@@ -1,6 +1,8 @@
 """The Δm column: mean relative improvement over single-task baselines found beside each row."""
 from __future__ import annotations
 
+from mtl.metrics import delta_m
+
 from ..config import ConfigError
 from .rows import Row, metric_columns
 from .stats import lower_is_better
@@ -39,8 +41,6 @@ def add_delta_m(rows: list[Row], names: list[str]) -> dict[str, str]:
     single-task run of that task).  Returns ``label → why`` for the rows
     that get no Δm (baselines themselves, or a baseline not run yet).
     """
-    from mtl.metrics import delta_m
-
     by_label = {r.label: r for r in rows}
     unknown = [n for n in names if not any(label == n or label.endswith("/" + n) for label in by_label)]
     if unknown:

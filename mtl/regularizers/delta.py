@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from ..finetune import named_blocks
 from ._state import NamedBuffers, half_squared_norm
 from .base import Regularizer
 
@@ -59,8 +60,6 @@ def default_feature_layers(network: nn.Module) -> list[str]:
     consecutive layers (a Conv with its norm, activation and pooling), its last
     layer that is not dropout, so the feature map is not random in training.
     """
-    from ..finetune import named_blocks
-
     names = {id(module): name for name, module in network.named_modules() if name}
     layers = []
     for _, block in named_blocks(network):

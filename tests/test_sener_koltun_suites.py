@@ -162,7 +162,8 @@ def _plain(cfg):
 def test_da_suites_state_the_dann_recipe_and_budget(tmp_path):
     _, recipe = plan_suite(DA_RECIPE, tmp_path, seeds=[0])
     _, weighting = plan_suite(DA_WEIGHTING, tmp_path, seeds=[0])
-    assert {r.experiment for r in recipe} == {f"mm2mmm/{m}" for m in ("source_only", "dann", "dann_d1024", "coral")}
+    methods = ("source_only", "dann", "dann_d1024", "coral")
+    assert {r.experiment for r in recipe} == {f"mm2mmm{net}/{m}" for m in methods for net in ("", "_multilenet")}
     assert {r.experiment for r in weighting} == {
         "mm2mmm/source_only", *(f"mm2mmm/dann/{w}" for w in ("equal", "uncertainty", "nash_mtl", "upgrad"))
     }
@@ -179,8 +180,15 @@ def test_da_suites_state_the_dann_recipe_and_budget(tmp_path):
             # the paper's digits domain classifier and its λ ramp over the whole run
             assert list(cfg.method.args.hidden_sizes) == [100] and cfg.method.args.batch_norm is False
             assert "ramp_steps" not in cfg.method.args and "schedule" not in cfg.method.args
-        if run.experiment == "mm2mmm/coral":
+        if run.experiment.endswith("/coral"):
             assert cfg.method.args.layer == "features"
+        # the DANN paper's MNIST-M network made multi-task (shared conv extractor, fc100-fc100 predictor
+        # per task); the MultiLeNet rows are the ablation with linear heads
+        network = (cfg.model.backbone, cfg.model.architecture, cfg.model.architecture_args.head_hidden)
+        if run.experiment.startswith("mm2mmm_multilenet/"):
+            assert network == ("multilenet", "hps", None)
+        else:
+            assert (network[0], network[1], list(network[2])) == ("dann_digits", "hps", [100, 100])
     assert list(load_suite(DA_RECIPE).seeds) == list(load_suite(DA_WEIGHTING).seeds) == SEEDS
 
 

@@ -109,7 +109,10 @@ def protocol_table(folder: str | Path, refs: list[Reference] = (), error: str = 
 
 
 def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Reference] = (), metric: str = TARGET_TEST) -> list[Path]:
-    """One PNG per domain pair (data.source → data.target): test accuracy vs source images seen."""
+    """One PNG per domain pair (data.source → data.target): ``metric`` per epoch vs source images seen.
+
+    Files are ``test_curves_<pair>.png`` for the default metric (the digits' target accuracy) and
+    ``test_curves_<pair>_<metric>.png`` for any other (e.g. one task's target accuracy)."""
     plt = pyplot()
     rows = _rows_with_curves(folder, metric)
     groups: dict[str, list[Row]] = {}
@@ -134,12 +137,13 @@ def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Referen
             if ref is not None:
                 ax.axhline(ref.value, color=colour, ls="--", lw=1)
         ax.set_xlabel("source images seen (millions)")
-        ax.set_ylabel("target test accuracy (%)")
+        ax.set_ylabel("target test accuracy (%)" if metric == TARGET_TEST else f"{metric} (%)")
         ax.set_title(f"{group}: dashed = published number")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        path = out_dir / f"test_curves_{safe_filename(group)}.png"
+        suffix = "" if metric == TARGET_TEST else f"_{safe_filename(metric)}"
+        path = out_dir / f"test_curves_{safe_filename(group)}{suffix}.png"
         write_png(fig, path)
         plt.close(fig)
         paths.append(path)

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from benchmarks.commands.report import main as report_main
 from benchmarks.report import Reference
 from benchmarks.selection_protocols import BEST_ON_TEST, plot_test_curves, protocol_accuracies, protocol_table
 
@@ -48,6 +49,10 @@ def test_table_shows_mean_over_seeds_and_the_gap_to_the_published_number(tmp_pat
     assert "- [1] TLLib digits table" in text
     paths = plot_test_curves(tmp_path, tmp_path / "plots", [ref])
     assert [p.name for p in paths] == ["test_curves_mnist_to_usps-esl.png"] and paths[0].stat().st_size > 0
+    # any other per-epoch test metric gets its own file, so per-task curves do not overwrite each other
+    other = plot_test_curves(tmp_path, tmp_path / "plots", [ref], metric=T)
+    assert other == paths  # T is the default metric here
+    assert plot_test_curves(tmp_path, tmp_path / "plots", [ref], metric="test/target/left/accuracy") == []
 
 
 def test_table_says_what_to_do_without_curves(tmp_path):
@@ -55,3 +60,29 @@ def test_table_says_what_to_do_without_curves(tmp_path):
     run.mkdir(parents=True)
     (run / "record.json").write_text(json.dumps({"seed": 0, "config": {}, "metrics": {T: 0.5}, "history": [{"epoch": 0}]}))
     assert "train.test_every_epoch=true" in protocol_table(tmp_path)
+
+
+def test_curves_of_a_named_task_metric_get_their_own_file(tmp_path):
+    """``mtlda report --curves``: a multi-task record's per-task test metric is drawn under its own name."""
+    left = "test/target/left/accuracy"
+    record = _record(0, [0.5, 0.6], im=[0, 1], snd=[0, 1])
+    for entry, value in zip(record["history"], (0.55, 0.65)):
+        entry[left] = value
+    run = tmp_path / "mm2mmm" / "dann" / "seed0"
+    run.mkdir(parents=True)
+    (run / "record.json").write_text(json.dumps(record))
+    paths = plot_test_curves(tmp_path, tmp_path / "plots", metric=left)
+    assert [p.name for p in paths] == ["test_curves_mnist_to_usps-esl_test_target_left_accuracy.png"]
+    assert paths[0].stat().st_size > 0
+
+
+def test_report_curves_option_refuses_without_a_plot_folder_or_a_known_metric(tmp_path):
+    run = tmp_path / "m2u" / "dann" / "seed0"
+    run.mkdir(parents=True)
+    (run / "record.json").write_text(json.dumps(_record(0, [0.8, 0.9], im=[0, 1], snd=[0, 1])))
+    with pytest.raises(SystemExit, match="--curves needs --plots"):
+        report_main([str(tmp_path), "--no-tensorboard", "--curves", T])
+    with pytest.raises(SystemExit, match="no record .* has this metric"):
+        report_main([str(tmp_path), "--no-tensorboard", "--plots", str(tmp_path / "plots"), "--curves", "test/target/nope"])
+    assert report_main([str(tmp_path), "--no-tensorboard", "--plots", str(tmp_path / "plots"), "--curves", T]) == 0
+    assert (tmp_path / "plots" / "test_curves_mnist_to_usps-esl.png").exists()

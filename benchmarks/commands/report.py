@@ -34,6 +34,14 @@ def _cmd_report(args) -> int:
         text += "\n\n## Target test accuracy under each selection protocol\n\n" + protocol_table(args.folder, refs, args.error)
         if args.plots:
             plot_test_curves(args.folder, args.plots, refs)
+    if args.curves:
+        if not args.plots:
+            raise SystemExit("mtlda report: --curves needs --plots DIR (the folder the curve PNGs are written to)")
+        refs = [] if args.no_references else load_references(args.references or DEFAULT_REFERENCES)
+        for metric in args.curves:
+            if not plot_test_curves(args.folder, args.plots, refs, metric):
+                raise SystemExit(f"mtlda report: --curves {metric}: no record under {args.folder} has this metric in "
+                                 "its per-epoch history (train with train.test_every_epoch=true)")
     if args.output:
         atomic_write_bytes(args.output, (text + "\n").encode())
         print(f"report written to {args.output}")
@@ -76,6 +84,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="domain adaptation, runs with train.test_every_epoch: target test accuracy of the last epoch, of "
                    "each validator's pick and of the best epoch on target test (TLLib's protocol), beside the published "
                    "number; with --plots also test-accuracy curves (benchmarks/selection_protocols.py)")
+    p.add_argument("--curves", nargs="+", metavar="METRIC",
+                   help="with --plots: one curve plot per domain pair for each named per-epoch test metric against "
+                   "source images seen, e.g. --curves test/target/left/accuracy test/target/right/accuracy")
     p.set_defaults(handler=_cmd_report)
     return p
 

@@ -18,6 +18,8 @@ from .common import standalone_main
 
 
 def _cmd_report(args) -> int:
+    if args.curves and not args.plots:  # before anything is written
+        raise SystemExit("mtlda report: --curves needs --plots DIR (the folder the curve PNGs are written to)")
     text = make_report(
         args.folder,
         fmt=args.format,
@@ -35,8 +37,6 @@ def _cmd_report(args) -> int:
         if args.plots:
             plot_test_curves(args.folder, args.plots, refs)
     if args.curves:
-        if not args.plots:
-            raise SystemExit("mtlda report: --curves needs --plots DIR (the folder the curve PNGs are written to)")
         refs = [] if args.no_references else load_references(args.references or DEFAULT_REFERENCES)
         for metric in args.curves:
             if not plot_test_curves(args.folder, args.plots, refs, metric):

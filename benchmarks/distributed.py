@@ -52,6 +52,7 @@ from torch import Tensor
 from mtl.weighting import GradientAggregation
 
 from .batching import DeviceBatcher
+from .datasets.image_folder import LoaderBatcher
 from .devices import select_device
 
 #: added to a batcher's sampling seed per rank (far from the +7919 the DA target stream uses)
@@ -256,7 +257,7 @@ def check_supported(weighting, problem) -> None:
 
 def _batchers(problem):
     for value in vars(problem).values():
-        if isinstance(value, DeviceBatcher) or type(value).__name__ == "LoaderBatcher":
+        if isinstance(value, (DeviceBatcher, LoaderBatcher)):
             yield value
 
 

@@ -174,7 +174,6 @@ def check_sync_free(report: Report, device: torch.device, work: Path) -> None:
         overrides = [*_overrides(device, 12, True), "train.log_every=100", "method.name=dann", "weighting.name=uncertainty"]
         trainer = build_trainer(load_experiment(DA, overrides), work / "sync-free")
         if trainer.guard is None:  # the CPU keeps the immediate check (a host read costs nothing there)
-
             trainer.guard = DeferredFiniteGuard(trainer.device, trainer._raise_deferred_non_finite)
         counter = HostReadCounter()
         trainer.problem.train()

@@ -31,13 +31,12 @@ def _cmd_report(args) -> int:
     )
     if args.validators:
         text += "\n\n## Checkpoint selection by each validator\n\n" + validator_table(args.folder, args.error)
+    refs = [] if args.no_references else load_references(args.references or DEFAULT_REFERENCES)
     if args.protocols:
-        refs = [] if args.no_references else load_references(args.references or DEFAULT_REFERENCES)
         text += "\n\n## Target test accuracy under each selection protocol\n\n" + protocol_table(args.folder, refs, args.error)
         if args.plots:
             plot_test_curves(args.folder, args.plots, refs)
     if args.curves:
-        refs = [] if args.no_references else load_references(args.references or DEFAULT_REFERENCES)
         for metric in args.curves:
             if not plot_test_curves(args.folder, args.plots, refs, metric):
                 raise SystemExit(f"mtlda report: --curves {metric}: no record under {args.folder} has this metric in "

@@ -48,11 +48,10 @@ from mtl.model import MultiTaskModel
 from ..batching import Preprocess, make_batcher
 from ..config import ConfigError, TrainConfig
 from ..datasets.base import ImageDataset, ImageSplit, split_train_val
+from ..metric_names import ORACLE_PREFIX, VALIDATOR_PREFIX
 from ..registry import METHODS, feature_level_methods
 from .base import Problem, collect_outputs, evaluate_tasks, task_metric_names, task_metrics
-from ..metric_names import ORACLE_PREFIX, VALIDATOR_PREFIX
 from .extra_terms import ExtraTerms
-
 
 
 def default_validators() -> list[str]:

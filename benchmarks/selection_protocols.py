@@ -124,6 +124,7 @@ def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Referen
     paths = []
     for group, members in sorted(groups.items()):
         fig, ax = plt.subplots(figsize=(6, 4))
+        published = False
         for index, row in enumerate(sorted(members, key=lambda r: r.label)):
             colour = f"C{index}"
             batch = int(row.config.get("data", {}).get("batch_size", 1))
@@ -136,9 +137,10 @@ def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Referen
             ref = _reference(row, refs, metric)
             if ref is not None:
                 ax.axhline(ref.value, color=colour, ls="--", lw=1)
+                published = True
         ax.set_xlabel("source images seen (millions)")
         ax.set_ylabel("target test accuracy (%)" if metric == TARGET_TEST else f"{metric} (%)")
-        ax.set_title(f"{group}: dashed = published number")
+        ax.set_title(f"{group}: dashed = published number" if published else f"{group} (no published number)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()

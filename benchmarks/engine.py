@@ -169,6 +169,7 @@ class Trainer:
         self.best_epoch: int | None = None
         self.bad_epochs = 0
         self.history: list[dict] = []
+        self._epoch_scalars: dict[str, list[float]] = {}  # this epoch's logged scalars: name -> [sum, count]
         self.train_seconds = 0.0
         #: the weights (problem state dict, on the CPU) of epoch ``best_epoch``
         self._selected_weights: dict | None = None
@@ -355,6 +356,7 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         weight_sums: dict[str, float] = {}
         count = 0
+        self._epoch_scalars = {}
         for _ in range(self.steps_per_epoch):
             progress = self.global_step / self.total_steps
             lr = self._set_lr(progress)
@@ -442,13 +444,19 @@ class Trainer:
         return terms, {}, values
 
     def _log_interval(self, writer, sums, weight_sums, count, lr) -> None:
-        for name, total in sums.items():
-            writer.add_scalar(f"loss/{name}", float(total) / count, self.global_step)
-        for name, total in weight_sums.items():
-            writer.add_scalar(f"weight/{name}", float(total) / count, self.global_step)
+        """Write the interval's mean loss terms and weights, the lr and the method's diagnostics to
+        TensorBoard, and add them to the epoch's means that go into the history as ``train/<name>``."""
+        scalars = {
+            **{f"loss/{name}": float(total) / count for name, total in sums.items()},
+            **{f"weight/{name}": float(total) / count for name, total in weight_sums.items()},
+            **{name: float(value) for name, value in self.problem.diagnostics().items()},
+        }
         writer.add_scalar("lr", lr, self.global_step)
-        for name, value in self.problem.diagnostics().items():
+        for name, value in scalars.items():
             writer.add_scalar(name, value, self.global_step)
+            total = self._epoch_scalars.setdefault(name, [0.0, 0])
+            total[0] += value
+            total[1] += 1
 
     def _end_epoch(self, writer: SummaryWriter) -> None:
         if self.replicas is not None:  # replicas checked identical; rank 0's BatchNorm statistics everywhere
@@ -467,7 +475,10 @@ class Trainer:
             self._selected_weights = _cpu_copy(self.problem.state_dict())
         else:
             self.bad_epochs += 1
-        entry = {"epoch": self.epoch, "step": self.global_step, **val}
+        # the epoch's training scalars: the mean of the values logged every log_every steps (loss terms
+        # and weights are interval means; diagnostics such as dann/domain_accuracy are the logging step's)
+        train = {f"train/{name}": total / n for name, (total, n) in sorted(self._epoch_scalars.items()) if n}
+        entry = {"epoch": self.epoch, "step": self.global_step, **val, **train}
         if self.test_every_epoch:
             # learning curves only: selection above has already read the validation metrics
             test = self.problem.evaluate("test")

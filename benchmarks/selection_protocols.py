@@ -115,6 +115,7 @@ def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Referen
     ``test_curves_<pair>_<metric>.png`` for any other (e.g. one task's target accuracy)."""
     plt = pyplot()
     rows = _rows_with_curves(folder, metric)
+    scale = _scale(metric)
     groups: dict[str, list[Row]] = {}
     for row in rows:
         data = row.config.get("data", {})
@@ -131,7 +132,7 @@ def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Referen
             for rec_index, rec in enumerate(row.records):
                 entries = curve(rec, metric)
                 x = [h["step"] * batch / 1e6 for h in entries]
-                y = [100.0 * h[metric] for h in entries]
+                y = [scale * h[metric] for h in entries]
                 ax.plot(x, y, color=colour, marker=".", lw=1, alpha=0.9,
                         label=f"{row.label} (n={len(row.records)})" if rec_index == 0 else None)
             ref = _reference(row, refs, metric)
@@ -139,7 +140,7 @@ def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Referen
                 ax.axhline(ref.value, color=colour, ls="--", lw=1)
                 published = True
         ax.set_xlabel("source images seen (millions)")
-        ax.set_ylabel("target test accuracy (%)" if metric == TARGET_TEST else f"{metric} (%)")
+        ax.set_ylabel("target test accuracy (%)" if metric == TARGET_TEST else f"{metric}{' (%)' if scale == 100.0 else ''}")
         ax.set_title(f"{group}: dashed = published number" if published else f"{group} (no published number)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -150,3 +151,40 @@ def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Referen
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _scale(metric: str) -> float:
+    """Accuracies are drawn and tabulated in %, anything else (losses, weights, coefficients) as logged."""
+    return 100.0 if metric.endswith("accuracy") else 1.0
+
+
+def curve_table(folder: str | Path, metric: str, points: int = 10) -> str | None:
+    """Markdown: ``metric`` per experiment (mean over seeds) at ``points`` evenly spaced epochs.
+
+    Any per-epoch history entry works: test metrics of runs trained with ``train.test_every_epoch``,
+    validation metrics, and the epoch means of the training scalars the engine logs
+    (``train/loss/<term>``, ``train/weight/<term>``, ``train/dann/domain_accuracy``, ...).
+    Columns are the epochs at each ``1/points`` of the longest run (every epoch when it has at
+    most ``points``); a run shorter than a column leaves it empty. ``None`` when no record has it."""
+    rows = _rows_with_curves(folder, metric)
+    if not rows:
+        return None
+    scale = _scale(metric)
+    longest = max(len(curve(rec, metric)) for row in rows for rec in row.records)
+    columns = sorted({max(1, round(longest * k / points)) for k in range(1, points + 1)})
+    table = []
+    for row in sorted(rows, key=lambda r: r.label):
+        by_epoch: dict[int, list[float]] = {}
+        for rec in row.records:
+            for index, entry in enumerate(curve(rec, metric), 1):
+                by_epoch.setdefault(index, []).append(scale * entry[metric])
+        cells = [row.label, str(len(row.records))]
+        cells += [f"{sum(v) / len(v):.{1 if scale == 100.0 else 3}f}" if (v := by_epoch.get(c)) else "" for c in columns]
+        table.append(cells)
+    unit = " (%)" if scale == 100.0 else ""
+    lines = markdown_lines(["experiment", "n", *(f"epoch {c}" for c in columns)], table)
+    lines += ["", f"`{metric}`{unit} at the end of each listed epoch (the k-th entry of each run's history), mean over "
+              "the n seeds. `train/...` values are the epoch's mean of the values the engine logs every "
+              "`train.log_every` steps."]
+    return "\n".join(lines)
+

@@ -192,3 +192,28 @@ def test_single_task_baseline_trains_one_head(tmp_path, tiny_overrides):
     assert "test/left/accuracy" in record["metrics"] and "test/right/accuracy" not in record["metrics"]
     with pytest.raises(ConfigError, match="not in dataset 'multidigits'; its tasks: left, right"):
         build_trainer(load_experiment(MTL, [*tiny_overrides, "data.tasks=[middle]"]), tmp_path / "x")
+
+
+def test_history_holds_each_epochs_mean_of_the_logged_training_scalars(tmp_path, tiny_overrides):
+    """``train/<tag>`` in an epoch's history entry is the mean of the TensorBoard values of ``<tag>`` logged in
+    that epoch, so numbers read off TensorBoard (the discriminator's accuracy, the weights) live in the record."""
+    overrides = [*tiny_overrides, "train.epochs=2", "train.steps_per_epoch=5", "train.log_every=2",
+                 "method.name=dann", "weighting.name=uncertainty"]
+    record = run_experiment(load_experiment(DA, overrides), tmp_path)
+    logged: dict[str, list] = {}
+    for path in (tmp_path / "tb").rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(path))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            logged.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    tags = ["loss/digit", "loss/domain", "weight/digit", "weight/domain", "dann/grl_coefficient", "dann/domain_accuracy"]
+    previous = 0
+    for entry in record["history"]:
+        # 5 steps per epoch, logged every 2 steps and at the epoch's end: three values per tag and epoch
+        for tag in tags:
+            values = [v for step, v in logged[tag] if previous < step <= entry["step"]]
+            assert len(values) == 3, (tag, values)
+            assert entry[f"train/{tag}"] == pytest.approx(sum(values) / len(values), rel=1e-6)
+        assert 0.0 <= entry["train/dann/domain_accuracy"] <= 1.0
+        previous = entry["step"]
+    assert record["history"][0]["train/dann/grl_coefficient"] < record["history"][1]["train/dann/grl_coefficient"]

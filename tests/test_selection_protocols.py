@@ -5,7 +5,7 @@ import pytest
 
 from benchmarks.commands.report import main as report_main
 from benchmarks.report import Reference
-from benchmarks.selection_protocols import BEST_ON_TEST, plot_test_curves, protocol_accuracies, protocol_table
+from benchmarks.selection_protocols import BEST_ON_TEST, curve_table, plot_test_curves, protocol_accuracies, protocol_table
 
 T = "test/target/digit/accuracy"
 
@@ -86,3 +86,32 @@ def test_report_curves_option_refuses_without_a_plot_folder_or_a_known_metric(tm
         report_main([str(tmp_path), "--no-tensorboard", "--plots", str(tmp_path / "plots"), "--curves", "test/target/nope"])
     assert report_main([str(tmp_path), "--no-tensorboard", "--plots", str(tmp_path / "plots"), "--curves", T]) == 0
     assert (tmp_path / "plots" / "test_curves_mnist_to_usps-esl.png").exists()
+
+
+def test_curve_table_gives_the_seed_mean_at_evenly_spaced_epochs(tmp_path):
+    """``mtlda report --curves train/dann/domain_accuracy``: the per-epoch training scalars the engine keeps in the
+    history are tabulated (accuracies in %, other scalars as logged) at ten evenly spaced epochs."""
+    acc, weight = "train/dann/domain_accuracy", "train/weight/domain"
+    for seed, offset in enumerate((0.0, 0.1)):
+        record = _record(seed, [0.5] * 20, im=[0] * 20, snd=[0] * 20)
+        for index, entry in enumerate(record["history"], 1):
+            entry[acc] = 0.5 + offset + index / 100
+            entry[weight] = 2.0 * index
+        run = tmp_path / "mm2mmm" / "dann" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "record.json").write_text(json.dumps(record))
+    text = curve_table(tmp_path, acc)
+    header = next(line for line in text.splitlines() if line.startswith("| experiment"))
+    assert [c.strip() for c in header.strip("|").split("|")][2:] == [f"epoch {e}" for e in range(2, 21, 2)]
+    row = [c.strip() for c in next(l for l in text.splitlines() if l.startswith("| mm2mmm/dann")).strip("|").split("|")]
+    assert row[:2] == ["mm2mmm/dann", "2"]
+    assert row[2] == "57.0" and row[-1] == "75.0"  # epoch 2: (52 + 62) / 2 %; epoch 20: (70 + 80) / 2 %
+    weights = curve_table(tmp_path, weight)
+    cells = [c.strip() for c in next(l for l in weights.splitlines() if l.startswith("| mm2mmm/dann")).strip("|").split("|")]
+    assert cells[2] == "4.000" and cells[-1] == "40.000"  # not a percentage
+    assert curve_table(tmp_path, "train/nope") is None
+    assert report_main([str(tmp_path), "--no-tensorboard", "--plots", str(tmp_path / "plots"), "--curves", acc,
+                        "--output", str(tmp_path / "report.md")]) == 0
+    assert "## Per-epoch train/dann/domain_accuracy" in (tmp_path / "report.md").read_text()
+    with pytest.raises(SystemExit, match="since the engine keeps the epoch means"):
+        report_main([str(tmp_path), "--no-tensorboard", "--plots", str(tmp_path / "plots"), "--curves", "train/nope"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..records import atomic_write_bytes
 from ..report import DEFAULT_REFERENCES, ERRORS, FORMATS, load_references, make_report
-from ..selection_protocols import plot_test_curves, protocol_table
+from ..selection_protocols import curve_table, plot_test_curves, protocol_table
 from ..tensorboard_hint import tensorboard_command
 from ..validator_selection import validator_table
 from .common import standalone_main
@@ -38,9 +38,14 @@ def _cmd_report(args) -> int:
             plot_test_curves(args.folder, args.plots, refs)
     if args.curves:
         for metric in args.curves:
-            if not plot_test_curves(args.folder, args.plots, refs, metric):
+            table = curve_table(args.folder, metric)
+            if table is None:
+                how = ("records written since the engine keeps the epoch means of its training scalars" if metric.startswith("train/")
+                       else "train with train.test_every_epoch=true" if metric.startswith("test/") else "check the name")
                 raise SystemExit(f"mtlda report: --curves {metric}: no record under {args.folder} has this metric in "
-                                 "its per-epoch history (train with train.test_every_epoch=true)")
+                                 f"its per-epoch history ({how})")
+            plot_test_curves(args.folder, args.plots, refs, metric)
+            text += f"\n\n## Per-epoch {metric}\n\n" + table
     if args.output:
         atomic_write_bytes(args.output, (text + "\n").encode())
         print(f"report written to {args.output}")
@@ -84,8 +89,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "each validator's pick and of the best epoch on target test (TLLib's protocol), beside the published "
                    "number; with --plots also test-accuracy curves (benchmarks/selection_protocols.py)")
     p.add_argument("--curves", nargs="+", metavar="METRIC",
-                   help="with --plots: one curve plot per domain pair for each named per-epoch test metric against "
-                   "source images seen, e.g. --curves test/target/left/accuracy test/target/right/accuracy")
+                   help="with --plots: for each named per-epoch metric, one curve plot per domain pair against source "
+                   "images seen and a table (mean over seeds at ten evenly spaced epochs) in the report; test metrics "
+                   "(train.test_every_epoch), validation metrics, or the epoch means of the logged training scalars, "
+                   "e.g. --curves test/target/left/accuracy train/dann/domain_accuracy train/weight/domain")
     p.set_defaults(handler=_cmd_report)
     return p
 

@@ -129,3 +129,23 @@ def test_each_domain_adaptation_pair_gets_its_own_table(tmp_path):
     mu, um = text.split("Dataset `usps-esl→mnist`:")[0], text.split("Dataset `usps-esl→mnist`:")[1].split("\n\n")[1]
     assert "**81.3 ± 1.5**" in mu  # still the best of its own pair
     assert "**96.0 ± 1.0**" in um and "95.2 [" in um  # TLLib's U→M DANN number beside the U→M row
+
+
+def test_paired_against_compares_each_row_with_its_named_neighbour_seed_by_seed(tmp_path, capsys):
+    """``--paired-against tiny``: every row beside ``ablation/tiny`` minus it, per seed, with the paired t-test."""
+    folder = make_records(tmp_path / "runs")
+    text = make_report(folder, "md", "std", tensorboard=False, paired_against=["tiny"])
+    assert "Paired against ablation/tiny, test/target/digit/accuracy" in text
+    row = next(line for line in text.splitlines() if line.startswith("| ablation/no_ramp |") and "0: " in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    per_seed = [100 * (VALUES["ablation/no_ramp"][s][1] - VALUES["ablation/tiny"][s][1]) for s in range(3)]
+    assert float(cells[1]) == pytest.approx(sum(per_seed) / 3, abs=0.006)
+    assert cells[3] == "3"
+    expected_p = stats.ttest_rel([VALUES["ablation/no_ramp"][s][1] for s in range(3)],
+                                 [VALUES["ablation/tiny"][s][1] for s in range(3)]).pvalue
+    assert float(cells[4]) == pytest.approx(expected_p, rel=1e-2)
+    assert cells[5] == ", ".join(f"{s}: {d:+.2f}" for s, d in enumerate(per_seed))
+    # source_only is not beside ablation/tiny (another folder level): not compared
+    assert "| source_only |" not in text.split("Paired against")[1]
+    assert main([str(folder), "--no-tensorboard", "--paired-against", "nope"]) != 0
+    assert "--paired-against nope: no row of that name" in capsys.readouterr().err

@@ -28,6 +28,7 @@ def _cmd_report(args) -> int:
         plots=args.plots,
         tensorboard=not args.no_tensorboard,
         delta_m=args.delta_m,
+        paired_against=args.paired_against,
     )
     if args.validators:
         text += "\n\n## Checkpoint selection by each validator\n\n" + validator_table(args.folder, args.error)
@@ -81,6 +82,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="add a Δm column (%%, higher is better; mtl.metrics.delta_m) against these single-task "
                    "baseline experiments, e.g. --delta-m single/left single/right; each row uses the baselines "
                    "found beside it (DATASET/single/left for DATASET/mtl/equal)")
+    p.add_argument("--paired-against", nargs="+", metavar="NAME",
+                   help="Markdown: compare every row with the row NAME beside it (same folder) over matched seeds: mean "
+                   "difference, sem, paired t-test and the per-seed differences, e.g. --paired-against fp32 "
+                   "(m2u/dann/bf16 vs m2u/dann/fp32) or --paired-against equal")
     p.add_argument("--validators", action="store_true",
                    help="domain adaptation: also tabulate the target accuracy at the epoch each unsupervised "
                    "validator picks, next to the oracle (benchmarks/validator_selection.py)")

@@ -65,16 +65,23 @@ def make_report(
     plots: str | Path | None = None,
     tensorboard: bool = True,
     delta_m: list[str] | None = None,
+    paired_against: list[str] | None = None,
 ) -> str:
     """The report text (tables, plus sweep selections for Markdown); plots and hparams as side effects.
 
     ``delta_m``: baseline experiment names for a Δm column (:func:`add_delta_m`).
+    ``paired_against``: row names (last label component, e.g. ``fp32`` or ``equal``); Markdown gets,
+    per metric, every row beside such a row compared with it over matched seeds (:func:`ablation_deltas`).
     """
     if fmt not in RENDERERS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     rows = collect_rows(folder)
     if not rows:
         raise ConfigError(f"no {RECORD_NAME} found under {folder}")
+    missing = [name for name in paired_against or [] if not ablation_groups(rows, name)]
+    if missing:
+        raise ConfigError(f"--paired-against {' '.join(missing)}: no row of that name has rows beside it under {folder} "
+                          f"(rows: {', '.join(sorted(r.label for r in rows))})")
     if references is not None and Path(references) == DEFAULT_REFERENCES and not DEFAULT_REFERENCES.is_file():
         references = None
     refs = load_references(references)
@@ -93,6 +100,8 @@ def make_report(
                     p = "n/a" if e["p"] is None else f"{e['p']:.3g}"
                     sem = "n/a" if math.isnan(e["sem"]) else f"{e['sem']:.1f}"
                     text += f"| {label} | {e['delta']:+.1f} | {sem} | {e['n']} | {p} |\n"
+            for name in paired_against or []:
+                text += paired_section(rows, metric, name)
     if plots:
         plot_bars(tables, plots)
         plot_task_pairs(tables, plots)
@@ -101,3 +110,19 @@ def make_report(
     if tensorboard:
         write_hparams(folder)
     return text
+
+
+def paired_section(rows, metric: str, name: str) -> str:
+    """Markdown: each row beside a ``<prefix>/<name>`` row minus that row, seed by seed (paired t-test)."""
+    text = ""
+    for prefix, entries in ablation_deltas(rows, metric, name).items():
+        base = next(iter(entries.values()))["base"]
+        text += f"\n\nPaired against {base}, {metric} (differences over matched seeds):\n\n"
+        text += "| row | Δ mean | ± sem | n | p (paired t) | Δ per seed |\n|---|---|---|---|---|---|\n"
+        for label, e in entries.items():
+            p = "n/a" if e["p"] is None else f"{e['p']:.3g}"
+            sem = "n/a" if math.isnan(e["sem"]) else f"{e['sem']:.2f}"
+            seeds = ", ".join(f"{seed}: {d:+.2f}" for seed, d in e["per_seed"].items())
+            text += f"| {label} | {e['delta']:+.2f} | {sem} | {e['n']} | {p} | {seeds} |\n"
+    return text
+

@@ -145,23 +145,26 @@ def plot_learning_curves(rows: list[Row], out_dir: str | Path) -> list[Path]:
     return paths
 
 
-def ablation_groups(rows: list[Row]) -> dict[str, tuple[Row, list[Row]]]:
-    """``prefix → (base row, variant rows)`` for every ``<prefix>/base`` row."""
+def ablation_groups(rows: list[Row], base_name: str = "base") -> dict[str, tuple[Row, list[Row]]]:
+    """``prefix → (base row, variant rows)`` for every ``<prefix>/<base_name>`` row; the variants are the
+    rows beside it (``<prefix>/<other>``, one level, so ``m2u/dann/fp32`` is compared with
+    ``m2u/dann/bf16`` but not with ``m2mm/dann/bf16``)."""
     by_label = {r.label: r for r in rows}
     groups = {}
     for label, row in by_label.items():
-        if label == "base" or label.endswith("/base"):
-            prefix = label[: -len("base")]
+        if label == base_name or label.endswith("/" + base_name):
+            prefix = label[: -len(base_name)]
             variants = [r for r in rows if r.label.startswith(prefix) and r.label != label and "/" not in r.label[len(prefix):]]
             if variants:
                 groups[prefix.rstrip("/") or "."] = (row, variants)
     return groups
 
 
-def ablation_deltas(rows: list[Row], metric: str) -> dict[str, dict[str, dict[str, float]]]:
-    """Per ablation group: variant → mean difference to the base over matched seeds (pp), its sem, n, p."""
+def ablation_deltas(rows: list[Row], metric: str, base_name: str = "base") -> dict[str, dict[str, dict]]:
+    """Per group of :func:`ablation_groups`: variant → mean difference to the base over matched seeds (in the
+    metric's display unit: percentage points for accuracies), its sem, n, paired-t p and the per-seed differences."""
     out = {}
-    for prefix, (base, variants) in ablation_groups(rows).items():
+    for prefix, (base, variants) in ablation_groups(rows, base_name).items():
         b = base.values(metric)
         entries = {}
         for variant in variants:
@@ -169,9 +172,10 @@ def ablation_deltas(rows: list[Row], metric: str) -> dict[str, dict[str, dict[st
             seeds = sorted(set(v) & set(b))
             if not seeds:
                 continue
-            diffs = [v[s] - b[s] for s in seeds]
+            diffs = [v[s] - b[s] for s in seeds]  # Row.values is in display units already
             s = summary(diffs, "sem")
-            entries[variant.label] = {"delta": s["mean"], "sem": s["sem"], "n": len(seeds), "p": paired_p_value(v, b)}
+            entries[variant.label] = {"delta": s["mean"], "sem": s["sem"], "n": len(seeds), "p": paired_p_value(v, b),
+                                      "per_seed": dict(zip(seeds, diffs)), "base": base.label}
         if entries:
             out[prefix] = entries
     return out

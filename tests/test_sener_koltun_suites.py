@@ -12,13 +12,14 @@ from torch import nn
 from benchmarks.config import load_experiment
 from benchmarks.experiment import build_problem, run_experiment
 from benchmarks.registry import WEIGHTINGS
-from benchmarks.report import Reference, Row
+from benchmarks.report import DEFAULT_REFERENCES, Row, load_references
 from benchmarks.suite import load_suite, plan_suite
 from mtl.architectures import hard_parameter_sharing
 from mtl.backbones import MultiLeNet
 from mtl.tasks import ClassificationTask
 
 SK_SUITE = "configs/suites/mtl_multimnist_sener_koltun.yaml"
+ADAM_SUITE = "configs/suites/mtl_multimnist.yaml"
 DA_RECIPE = "configs/suites/mtl_da_recipe.yaml"
 DA_WEIGHTING = "configs/suites/mtl_da_weighting.yaml"
 EMBEDDED_DA = "configs/experiments/multitask_da/multidigits_to_multidigits-m.yaml"
@@ -130,26 +131,29 @@ def test_hps_head_options_are_checked():
     assert isinstance(linear.heads["a"], nn.Linear)  # the default stays one linear layer per task
 
 
-# Match keys for Sener & Koltun's MultiMNIST numbers, kept commented in benchmarks/results/references.yaml
-# until their table and page are checked against the paper: they must select exactly the intended rows.
-SK_MATCH = {
-    "single/left": ({"data.dataset": "multimnist", "data.tasks": ["left"]}, "test/left/accuracy"),
-    "single/right": ({"data.dataset": "multimnist", "data.tasks": ["right"]}, "test/right/accuracy"),
-    "mtl/uniform": ({"data.dataset": "multimnist", "data.tasks": None, "weighting.name": "static",
-                     "weighting.args.weights.left": 0.5, "weighting.args.weights.right": 0.5}, "test/left/accuracy"),
-    "mtl/equal": ({"data.dataset": "multimnist", "data.tasks": None, "weighting.name": "equal"}, "test/left/accuracy"),
-    "mtl/uncertainty": ({"data.dataset": "multimnist", "data.tasks": None, "weighting.name": "uncertainty"}, "test/left/accuracy"),
-    "mtl/gradnorm": ({"data.dataset": "multimnist", "data.tasks": None, "weighting.name": "gradnorm"}, "test/left/accuracy"),
-    "mtl/mgda": ({"data.dataset": "multimnist", "data.tasks": None, "weighting.name": "mgda"}, "test/left/accuracy"),
+# Sener & Koltun's MultiMNIST numbers in benchmarks/results/references.yaml: each entry (label → suite row)
+SK_ROWS = {
+    "Single task (Sener & Koltun)": {"left": "single/left", "right": "single/right"},
+    "Uniform scaling (Sener & Koltun)": "mtl/uniform",
+    "Kendall et al. (Sener & Koltun)": "mtl/uncertainty",
+    "GradNorm (Sener & Koltun)": "mtl/gradnorm",
+    "MGDA-UB (Sener & Koltun)": "mtl/mgda",
 }
 
 
-def test_reference_match_keys_select_exactly_the_intended_multimnist_rows(sk_runs):
+def test_published_multimnist_numbers_select_exactly_their_rows_and_never_the_adam_recipe(sk_runs, tmp_path):
+    refs = [r for r in load_references(DEFAULT_REFERENCES) if r.label in SK_ROWS]
+    assert len(refs) == 2 * len(SK_ROWS)  # a left and a right digit number for each setting
     rows = [Row(r.experiment, [], config=_plain(r.config)) for r in sk_runs]
-    for suffix, (match, column) in SK_MATCH.items():
-        ref = Reference(value=0.0, source="test", column=column, match=match)
+    for ref in refs:
+        task = ref.column.split("/")[1]
+        wanted = SK_ROWS[ref.label] if isinstance(SK_ROWS[ref.label], str) else SK_ROWS[ref.label][task]
         chosen = sorted(row.label for row in rows if ref.applies_to(row))
-        assert chosen == [f"multimnist/{suffix}"], (suffix, chosen)
+        assert chosen == [f"multimnist/{wanted}"], (ref.label, task, chosen)
+        assert "not checked against the PDF" in ref.source  # the provenance caveat travels with the number
+    # the project's own MultiLeNet recipe (Adam) on MultiMNIST is another protocol: no published number beside it
+    adam = [Row(r.experiment, [], config=_plain(r.config)) for r in plan_suite(ADAM_SUITE, tmp_path, seeds=[0])[1]]
+    assert adam and not any(ref.applies_to(row) for ref in refs for row in adam)
 
 
 def _plain(cfg):

@@ -123,11 +123,18 @@ class OptimConfig:
     #: constant | cosine | dann (lr / (1 + 10p)^0.75 over training progress p, Ganin et al. 2016)
     #: | inverse (lr · (1 + lr_gamma · i)^−lr_decay over the absolute step i: Caffe's "inv" policy,
     #: the schedule of Transfer-Learning-Library's examples, which is not rescaled by the run's length)
+    #: | multistep (lr · lr_step_factor^k, k = the number of lr_milestones ≤ the current epoch)
     lr_schedule: str = "constant"
     #: γ of the inverse schedule (TLLib: 0.001 for its DA scripts, 0.0003 for erm.py)
     lr_gamma: float = 0.001
     #: exponent of the inverse schedule (TLLib: 0.75)
     lr_decay: float = 0.75
+    #: multistep: the epochs (0-based) from whose start on the lr is multiplied by lr_step_factor once more,
+    #: as torch.optim.lr_scheduler.MultiStepLR stepped once per epoch (Lin et al.'s ParetoMTL:
+    #: [15, 30, 45, 60, 75, 90] × 0.5; Sener & Koltun's loop: × 0.85 from epochs 9, 19, ..., 99)
+    lr_milestones: List[int] = field(default_factory=list)
+    #: multistep: the factor applied at each milestone
+    lr_step_factor: float = 0.1
     #: learning rate of the weighting's own parameters (uncertainty log-variances); default: lr
     weighting_lr: Optional[float] = None
 
@@ -253,7 +260,7 @@ _LIST_ENTRIES = {PhaseConfig: "train.phases", BackboneConfig: "model.stack", Sel
 PROBLEMS = ("domain_adaptation", "multitask", "self_supervised")
 CHOICES = {
     "optim.name": ("sgd", "adam", "adamw"),
-    "optim.lr_schedule": ("constant", "cosine", "dann", "inverse"),
+    "optim.lr_schedule": ("constant", "cosine", "dann", "inverse", "multistep"),
     "train.selection_mode": ("max", "min"),
     "train.select": ("best", "last"),
     "train.amp": (False, True, "bf16", "fp16"),
@@ -301,6 +308,7 @@ RANGES = {
     "optim.weight_decay": Range(0),
     "optim.lr_gamma": Range(0),
     "optim.lr_decay": Range(0),
+    "optim.lr_step_factor": Range(0, 1, low_open=True),
     "optim.weighting_lr": Range(0),
     "train.epochs": Range(1),
     "train.steps_per_epoch": Range(1),
@@ -399,6 +407,16 @@ def check_values(cfg: DictConfig, schema: DictConfig, source: str = "config") ->
         bad = [v for v in values if v not in allowed]
         if bad or not values:
             raise ConfigError(f"{source}: '{dotted}' is {values}; it needs one or more values, each {allowed}")
+    milestones = list(cfg.optim.lr_milestones)
+    if cfg.optim.lr_schedule == "multistep" or milestones:
+        epochs = cfg.train.epochs
+        if (cfg.optim.lr_schedule != "multistep" or not milestones or milestones != sorted(set(milestones))
+                or any(isinstance(m, bool) or not isinstance(m, int) or not 0 < m < epochs for m in milestones)):
+            raise ConfigError(
+                f"{source}: 'optim.lr_milestones' is {milestones} with optim.lr_schedule={cfg.optim.lr_schedule}; "
+                f"optim.lr_schedule=multistep needs increasing whole epochs between 1 and train.epochs - 1 = {epochs - 1} "
+                "(e.g. optim.lr_milestones=[15,30]), and no other schedule reads them"
+            )
     device = cfg.train.device
     if not DEVICE_PATTERN.fullmatch(str(device)):
         raise ConfigError(f"{source}: 'train.device' is {device!r}; use auto, cpu, cuda, cuda:N or mps (--device sets it)")

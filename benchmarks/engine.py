@@ -48,12 +48,18 @@ def _cpu_copy(state: dict) -> dict:
     return {k: v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
 
-def lr_factor(schedule: str, progress: float, step: int = 0, gamma: float = 0.001, decay: float = 0.75) -> float:
+def lr_factor(schedule: str, progress: float, step: int = 0, gamma: float = 0.001, decay: float = 0.75,
+              milestones: tuple[int, ...] = (), step_factor: float = 0.1, steps_per_epoch: int = 1) -> float:
     """Multiplier of the base learning rate at training progress ``p`` ∈ [0, 1] (absolute step ``step``).
 
     ``inverse`` is ``(1 + gamma·step)^−decay``: it depends on the absolute step, not on the
     run's length, as in Transfer-Learning-Library's ``LambdaLR(lr·(1 + γ·i)^−decay)``.
+    ``multistep`` is ``step_factor^k`` with k the number of ``milestones`` (0-based epochs) at or
+    before the current epoch ``step // steps_per_epoch``: ``MultiStepLR`` stepped once per epoch.
     """
+    if schedule == "multistep":
+        epoch = step // steps_per_epoch
+        return step_factor ** sum(1 for m in milestones if m <= epoch)
     if schedule == "constant":
         return 1.0
     if schedule == "cosine":
@@ -96,6 +102,8 @@ class Trainer:
         lr_schedule: str = "constant",
         lr_gamma: float = 0.001,
         lr_decay: float = 0.75,
+        lr_milestones: tuple[int, ...] = (),
+        lr_step_factor: float = 0.1,
         selection_metric: str,
         selection_mode: str = "max",
         select: str = "best",
@@ -124,6 +132,7 @@ class Trainer:
         self.total_steps = self.epochs * self.steps_per_epoch
         self.lr_schedule = lr_schedule
         self.lr_gamma, self.lr_decay = lr_gamma, lr_decay
+        self.lr_milestones, self.lr_step_factor = tuple(lr_milestones), lr_step_factor
         lr_factor(lr_schedule, 0.0)  # validate early
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         #: fine-tuning phases (benchmarks.phases.PhasePlan): trainable blocks and lr multipliers per epoch
@@ -281,7 +290,8 @@ class Trainer:
         return value > self.best_value if self.selection_mode == "max" else value < self.best_value
 
     def _set_lr(self, progress: float) -> float:
-        factor = lr_factor(self.lr_schedule, progress, self.global_step, self.lr_gamma, self.lr_decay)
+        factor = lr_factor(self.lr_schedule, progress, self.global_step, self.lr_gamma, self.lr_decay,
+                           self.lr_milestones, self.lr_step_factor, self.steps_per_epoch)
         for group, base, multiplier in zip(self.optimizer.param_groups, self.base_lrs, self.lr_multipliers):
             group["lr"] = base * factor * multiplier
         return self.optimizer.param_groups[0]["lr"]

@@ -218,7 +218,8 @@ class ReferenceStep:
     def set_progress(self, progress: float, step: int) -> None:
         """Learning rate (our schedule) and GRL coefficient (our method's schedule) for this step."""
         t = self.trainer
-        factor = lr_factor(t.lr_schedule, progress, step, t.lr_gamma, t.lr_decay)
+        factor = lr_factor(t.lr_schedule, progress, step, t.lr_gamma, t.lr_decay, t.lr_milestones, t.lr_step_factor,
+                           t.steps_per_epoch)
         for opt, bases in zip(self.optimizers, self.base_lrs):
             for group, base in zip(opt.param_groups, bases):
                 group["lr"] = base * factor

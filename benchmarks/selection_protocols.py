@@ -109,7 +109,8 @@ def protocol_table(folder: str | Path, refs: list[Reference] = (), error: str = 
 
 
 def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Reference] = (), metric: str = TARGET_TEST) -> list[Path]:
-    """One PNG per domain pair (data.source → data.target): ``metric`` per epoch vs source images seen.
+    """One PNG per domain pair (data.source → data.target; per data.dataset for multi-task runs):
+    ``metric`` per epoch vs (source) images seen.
 
     Files are ``test_curves_<pair>.png`` for the default metric (the digits' target accuracy) and
     ``test_curves_<pair>_<metric>.png`` for any other (e.g. one task's target accuracy)."""
@@ -119,7 +120,9 @@ def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Referen
     groups: dict[str, list[Row]] = {}
     for row in rows:
         data = row.config.get("data", {})
-        groups.setdefault(f"{data.get('source', '?')}_to_{data.get('target', '?')}", []).append(row)
+        # a domain pair, or the dataset of a single-domain (multi-task) run
+        group = f"{data['source']}_to_{data.get('target', '?')}" if data.get("source") else str(data.get("dataset", "runs"))
+        groups.setdefault(group, []).append(row)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -139,7 +142,7 @@ def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Referen
             if ref is not None:
                 ax.axhline(ref.value, color=colour, ls="--", lw=1)
                 published = True
-        ax.set_xlabel("source images seen (millions)")
+        ax.set_xlabel("source images seen (millions)" if "_to_" in group else "training images seen (millions)")
         ax.set_ylabel("target test accuracy (%)" if metric == TARGET_TEST else f"{metric}{' (%)' if scale == 100.0 else ''}")
         ax.set_title(f"{group}: dashed = published number" if published else f"{group} (no published number)")
         ax.grid(alpha=0.3)

@@ -115,3 +115,16 @@ def test_curve_table_gives_the_seed_mean_at_evenly_spaced_epochs(tmp_path):
     assert "## Per-epoch train/dann/domain_accuracy" in (tmp_path / "report.md").read_text()
     with pytest.raises(SystemExit, match="since the engine keeps the epoch means"):
         report_main([str(tmp_path), "--no-tensorboard", "--plots", str(tmp_path / "plots"), "--curves", "train/nope"])
+
+
+def test_multitask_curves_are_grouped_by_dataset(tmp_path):
+    """Runs without a domain pair (Sener & Koltun's MultiMNIST) get one plot per data.dataset."""
+    left = "test/left/accuracy"
+    for seed in (0, 1):
+        record = {"seed": seed, "config": {"data": {"dataset": "multimnist", "batch_size": 256}},
+                  "metrics": {left: 0.9}, "history": [{"epoch": e, "step": 235 * e, left: 0.8 + e / 100} for e in (1, 2)]}
+        run = tmp_path / "multimnist" / "mtl" / "uniform" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "record.json").write_text(json.dumps(record))
+    paths = plot_test_curves(tmp_path, tmp_path / "plots", metric=left)
+    assert [p.name for p in paths] == ["test_curves_multimnist_test_left_accuracy.png"]

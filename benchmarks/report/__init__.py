@@ -92,14 +92,10 @@ def make_report(
         if sections:
             text += "\n\n" + "\n\n".join(sections)
         for metric in dict.fromkeys(m for t in tables for m in t.metrics if m != DELTA_M):
-            deltas = ablation_deltas(rows, metric)
-            for prefix, entries in deltas.items():
+            for prefix, entries in ablation_deltas(rows, metric).items():
                 text += f"\n\nAblation '{prefix}' vs its base, {metric} (percentage points over matched seeds):\n\n"
                 text += "| variant | Δ | ± sem | n | p (paired t) |\n|---|---|---|---|---|\n"
-                for label, e in entries.items():
-                    p = "n/a" if e["p"] is None else f"{e['p']:.3g}"
-                    sem = "n/a" if math.isnan(e["sem"]) else f"{e['sem']:.1f}"
-                    text += f"| {label} | {e['delta']:+.1f} | {sem} | {e['n']} | {p} |\n"
+                text += "".join(_markdown_row(_delta_cells(label, e, digits=1)) for label, e in entries.items())
             for name in paired_against or []:
                 text += paired_section(rows, metric, name)
     if plots:
@@ -112,17 +108,25 @@ def make_report(
     return text
 
 
+def _delta_cells(label: str, entry: dict, digits: int) -> list[str]:
+    """Row label, mean difference, its sem, n and the paired-t p of one :func:`ablation_deltas` entry."""
+    p = "n/a" if entry["p"] is None else f"{entry['p']:.3g}"
+    sem = "n/a" if math.isnan(entry["sem"]) else f"{entry['sem']:.{digits}f}"
+    return [label, f"{entry['delta']:+.{digits}f}", sem, str(entry["n"]), p]
+
+
+def _markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |\n"
+
+
 def paired_section(rows, metric: str, name: str) -> str:
     """Markdown: each row beside a ``<prefix>/<name>`` row minus that row, seed by seed (paired t-test)."""
     text = ""
     for prefix, entries in ablation_deltas(rows, metric, name).items():
-        base = next(iter(entries.values()))["base"]
+        base = name if prefix == "." else f"{prefix}/{name}"
         text += f"\n\nPaired against {base}, {metric} (differences over matched seeds):\n\n"
         text += "| row | Δ mean | ± sem | n | p (paired t) | Δ per seed |\n|---|---|---|---|---|---|\n"
         for label, e in entries.items():
-            p = "n/a" if e["p"] is None else f"{e['p']:.3g}"
-            sem = "n/a" if math.isnan(e["sem"]) else f"{e['sem']:.2f}"
             seeds = ", ".join(f"{seed}: {d:+.2f}" for seed, d in e["per_seed"].items())
-            text += f"| {label} | {e['delta']:+.2f} | {sem} | {e['n']} | {p} | {seeds} |\n"
+            text += _markdown_row([*_delta_cells(label, e, digits=2), seeds])
     return text
-

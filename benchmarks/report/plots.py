@@ -175,7 +175,7 @@ def ablation_deltas(rows: list[Row], metric: str, base_name: str = "base") -> di
             diffs = [v[s] - b[s] for s in seeds]  # Row.values is in display units already
             s = summary(diffs, "sem")
             entries[variant.label] = {"delta": s["mean"], "sem": s["sem"], "n": len(seeds), "p": paired_p_value(v, b),
-                                      "per_seed": dict(zip(seeds, diffs)), "base": base.label}
+                                      "per_seed": dict(zip(seeds, diffs))}
         if entries:
             out[prefix] = entries
     return out

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .config import config_to_dict, load_experiment
+from .config import config_hash, config_to_dict, load_experiment
 from .experiment import build_trainer, run_experiment
 from .pytorch_adapt_steps import METHODS, ReferenceStep, import_error
 from .records import atomic_write_json, git_commit, hardware, package_versions, read_json_file
@@ -63,15 +63,47 @@ def train_reference(cfg, method: str) -> dict:
     return {"metrics": metrics, "train_seconds": seconds, "steps": total, "device": trainer.device}
 
 
+class StaleRecordError(ValueError):
+    """A record under the output folder was trained with another config than the one asked for."""
+
+
+def stale_records(config: str, methods: list[str], seeds: list[int], overrides: list[str], output: Path) -> list[str]:
+    """One line per existing record whose config differs from the one this comparison would train.
+
+    Checked for every (method, seed, library) before anything trains, so that a changed
+    budget or override never reuses, or mixes with, records of another setting.
+    """
+    problems = []
+    for method in methods:
+        for seed in seeds:
+            cfg = _config(config, method, seed, overrides)
+            wanted = config_hash(cfg)
+            for library in LIBRARIES:
+                path = output / cfg.name / library / method / f"seed{seed}" / "record.json"
+                if path.exists() and config_hash(read_json_file(path)["config"]) != wanted:
+                    problems.append(f"{path} was trained with another config than this command's "
+                                    "(different overrides or budget): choose another --output, or delete that folder")
+    return problems
+
+
 def run_pair(config: str, method: str, seed: int, overrides: list[str], output: Path) -> dict[str, dict]:
-    """Both libraries' records for one (method, seed), training whichever is missing."""
+    """Both libraries' records for one (method, seed), training whichever is missing.
+
+    An existing record is reused only when it was trained with the same config
+    (:func:`benchmarks.config.config_hash`); otherwise :class:`StaleRecordError`.
+    """
     cfg = _config(config, method, seed, overrides)
+    wanted = config_hash(cfg)
     records = {}
     for library in LIBRARIES:
         run_dir = output / cfg.name / library / method / f"seed{seed}"
         path = run_dir / "record.json"
         if path.exists():
-            records[library] = read_json_file(path)
+            record = read_json_file(path)
+            if config_hash(record["config"]) != wanted:
+                raise StaleRecordError(f"{path} was trained with another config than this command's; "
+                                       "choose another --output, or delete that folder")
+            records[library] = record
             continue
         print(f"[{library}] {cfg.name} {method} seed {seed}", flush=True)
         started = datetime.now(timezone.utc)
@@ -159,6 +191,10 @@ def main(argv=None) -> int:
     if args.threads:
         overrides.append(f"train.threads={args.threads}")
     output = Path(args.output)
+    stale = stale_records(args.config, args.methods, args.seeds, overrides, output)
+    if stale:
+        print(f"error: {stale[0]}" + (f" (and {len(stale) - 1} more records)" if len(stale) > 1 else ""), file=sys.stderr)
+        return 2
     results: dict[str, dict[int, dict[str, dict]]] = {}
     name = None
     for method in args.methods:

@@ -119,6 +119,14 @@ def test_harness_writes_records_and_table_and_reuses_them(tmp_path, capsys):
     assert "[pytorch-adapt]" not in capsys.readouterr().out  # reused, not retrained
     assert (folder / "pytorch-adapt" / "mcc" / "seed0" / "record.json").read_text() == first
 
+    # another budget into the same folder: refused before anything trains, the records untouched
+    changed = [argv[0], "train.epochs=1", "train.steps_per_epoch=4", *argv[3:]]
+    assert main(changed) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "another config" in error and "--output" in error
+    assert "[mtlda]" not in error
+    assert (folder / "pytorch-adapt" / "mcc" / "seed0" / "record.json").read_text() == first
+
 
 def test_speed_benchmark_times_every_method_side_by_side():
     """``benchmarks.speed.dann_speed`` at a tiny size on the embedded data: one row per (method, setting), both libraries."""

@@ -36,6 +36,7 @@ from datetime import date
 from pathlib import Path
 
 from .records import atomic_save_png, atomic_write_bytes
+from .report.stats import paired_p_value
 from .report.tables import mean_error_text
 from .suite import execute, plan_single
 from .transfer_study import CONFIGS, LABELS, METRIC, TARGETS, copy_records, hardware_line
@@ -120,6 +121,60 @@ def _budget(record: dict) -> str:
     return f"{record['steps']} steps of batch {cfg['data']['batch_size']}"
 
 
+def _by_seed(records: list[dict], metric: str) -> dict[str, dict[int, float]]:
+    by_name: dict[str, dict[int, float]] = {}
+    for record in records:
+        by_name.setdefault(record["name"], {})[record["seed"]] = 100 * record["metrics"][metric]
+    return by_name
+
+
+def paired_cell(row: dict[int, float] | None, base: dict[int, float] | None) -> str:
+    """``Δ ± sem (p)`` of ``row − base`` over the seeds both have (paired t-test); "—" without a pair."""
+    seeds = sorted(set(row or {}) & set(base or {}))
+    if not seeds:
+        return "—"
+    differences = [row[s] - base[s] for s in seeds]
+    mean = statistics.mean(differences)
+    if len(seeds) == 1:
+        return f"{mean:+.1f} (n 1)"
+    sem = statistics.stdev(differences) / len(seeds) ** 0.5
+    p = paired_p_value(row, base)
+    p_text = "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
+    return f"{mean:+.1f} ± {sem:.1f} (p {p_text})"
+
+
+def paired_lines(finetune: list[dict], da: list[dict], targets: list[str]) -> list[str]:
+    """What each start adds over training from scratch, and what each regulariser adds over plain fine-tuning.
+
+    Every difference is over matched seeds (a seed fixes the labelled subset and
+    the initialisation of the new layers), mean ± standard error, with the paired
+    t-test's p.
+    """
+    values = _by_seed(finetune, METRIC)
+    lines = [
+        "## Paired differences (percentage points, over matched seeds)",
+        "",
+        "Mean ± standard error of the per-seed difference, paired t-test p in brackets; a seed fixes "
+        "the labelled subset and the new layers' initialisation, so rows of one seed share them.",
+        "",
+    ]
+    header = "| " + " | ".join("all labels" if k == "all" else f"{k} labels/class" for k in LABELS) + " |"
+    for target in targets:
+        lines += [f"### {target}", "", "| comparison " + header, "|---|" + "---|" * len(LABELS)]
+        comparisons = [(f"{start} − scratch (plain)", f"{start}/plain", "scratch/plain") for start in STARTS[1:]]
+        comparisons += [(f"{start}: {finetuning} − plain", f"{start}/{finetuning}", f"{start}/plain")
+                        for start in STARTS for finetuning in FINETUNING
+                        if finetuning != "plain" and not skipped(start, finetuning)]
+        for label, row, base in comparisons:
+            cells = [paired_cell(values.get(f"{target}/{k}/{row}"), values.get(f"{target}/{k}/{base}")) for k in LABELS]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    da_values = _by_seed(da, DA_METRIC)
+    cell = paired_cell(da_values.get("da/mnist_to_mnistm/dann_rotation"), da_values.get("da/mnist_to_mnistm/dann"))
+    lines += [f"MNIST→MNIST-M, DANN + rotation prediction − DANN: {cell}.", ""]
+    return lines
+
+
 def table(pretrain: list[dict], finetune: list[dict], da: list[dict], targets: list[str], smoke: bool = False) -> str:
     values = _cells(finetune, METRIC)
     when = date.today().isoformat()
@@ -200,6 +255,7 @@ def table(pretrain: list[dict], finetune: list[dict], da: list[dict], targets: l
         label = "DANN" if variant == "dann" else "DANN + rotation prediction on source and target images"
         lines.append(f"| {label} | {mean_error_text(found) + f' ({len(found)})' if found else '—'} |")
     lines.append("")
+    lines += paired_lines(finetune, da, targets)
     return "\n".join(lines)
 
 

@@ -2,7 +2,7 @@
 benchmark command, not a test)."""
 from pathlib import Path
 
-from benchmarks.selfsup_study import DA_RUNS, FINETUNING, LABELS, STARTS, plan, skipped, table
+from benchmarks.selfsup_study import DA_RUNS, FINETUNING, LABELS, STARTS, paired_cell, plan, skipped, table
 
 
 def test_plan_covers_every_start_target_label_count_fine_tuning_and_seed(tmp_path):
@@ -38,8 +38,8 @@ def test_plan_covers_every_start_target_label_count_fine_tuning_and_seed(tmp_pat
     assert set(LABELS) == {"10", "100", "all"}  # the full study: every count of the issue
 
 
-def _record(name, value, metric="test/digit/accuracy", **extra):
-    return {"name": name, "metrics": {metric: value, **extra.pop("metrics", {})}, "steps": 400,
+def _record(name, value, metric="test/digit/accuracy", seed=0, **extra):
+    return {"name": name, "seed": seed, "metrics": {metric: value, **extra.pop("metrics", {})}, "steps": 400,
             "config": {"problem": "multitask", "data": {"dataset": "usps-esl", "batch_size": 32}, "selfsup": []},
             "hardware": {"device": "cpu", "cpu_count": 2, "torch_threads": 1}, **extra}
 
@@ -52,7 +52,7 @@ def test_table_states_budgets_and_marks_the_best_of_each_column():
          "config": {"problem": "self_supervised", "selfsup": [{"name": "rotation"}],
                     "data": {"dataset": "mnist", "unlabelled": ["usps-esl"], "batch_size": 64}}},
     ]
-    finetune = [_record("usps/10/scratch/plain", 0.5), _record("usps/10/scratch/plain", 0.7),
+    finetune = [_record("usps/10/scratch/plain", 0.5), _record("usps/10/scratch/plain", 0.7, seed=1),
                 _record("usps/10/rotation/bss", 0.8)]
     da = [_record("da/mnist_to_mnistm/dann", 0.55, metric="test/target/digit/accuracy")]
     text = table(pretrain, finetune, da, ["usps"])
@@ -65,3 +65,28 @@ def test_table_states_budgets_and_marks_the_best_of_each_column():
     assert "mnist + usps-esl (no labels)" in text and "128 images a step" in text and "90.0" in text
     assert "400 steps of batch 32" in text and "| DANN | 55.0 (1) |" in text
     assert "| DANN + rotation prediction on source and target images | — |" in text
+
+
+def test_paired_cell_is_the_mean_seed_difference_with_its_standard_error_and_t_test():
+    row, base = {0: 80.0, 1: 82.0, 2: 90.0}, {0: 78.0, 1: 81.0, 2: 84.0, 3: 50.0}
+    # differences 2, 1, 6 over the three shared seeds (seed 3 has no pair): mean 3, sd √7, sem √(7/3)
+    from scipy.stats import ttest_rel
+    p = ttest_rel([80.0, 82.0, 90.0], [78.0, 81.0, 84.0]).pvalue
+    assert paired_cell(row, base) == f"+3.0 ± {(7 / 3) ** 0.5:.1f} (p {p:.2f})"
+    assert paired_cell({0: 70.0}, {0: 72.5}) == "-2.5 (n 1)"
+    assert paired_cell(row, None) == "—" and paired_cell({5: 1.0}, base) == "—"
+
+
+def test_table_has_the_paired_differences_of_starts_and_regularisers():
+    finetune = [_record("usps/10/scratch/plain", v, seed=s) for s, v in enumerate((0.50, 0.60))]
+    finetune += [_record("usps/10/rotation/plain", v, seed=s) for s, v in enumerate((0.55, 0.66))]
+    finetune += [_record("usps/10/rotation/l2_sp", v, seed=s) for s, v in enumerate((0.54, 0.66))]
+    da = [_record("da/mnist_to_mnistm/dann", 0.5, metric="test/target/digit/accuracy"),
+          _record("da/mnist_to_mnistm/dann_rotation", 0.53, metric="test/target/digit/accuracy")]
+    lines = table([], finetune, da, ["usps"]).splitlines()
+    start = next(line for line in lines if line.startswith("| rotation − scratch (plain)"))
+    assert start.split(" | ")[1].startswith("+5.5 ± 0.5 (p ") and start.count("—") == 2
+    regulariser = next(line for line in lines if line.startswith("| rotation: l2_sp − plain"))
+    assert regulariser.split(" | ")[1].startswith("-0.5 ± 0.5 (p ")
+    assert not any(line.startswith("| scratch: l2_sp") for line in lines)
+    assert "DANN + rotation prediction − DANN: +3.0 (n 1)." in "\n".join(lines)

@@ -24,6 +24,8 @@ in accuracy points at the training engine, not at a different loss:
   on *detached* softmax predictions, as ours (pytorch-adapt's ``CDANNE`` lets the
   reversed gradient reach the classifier through the predictions, and weights by
   entropy);
+* BSP: its DANN adapter as above plus its ``BSPHook`` (top-``k`` squared singular
+  values of the source and of the target features, summed) weighted ``bsp_trade_off``;
 * MCC: temperature 2.5 (its default is 1);
 * DAN: its ``MMDLoss`` with kernel scales 2^{2..−2} and weight ``5 · trade_off``
   (it averages the five kernels, we sum them); its bandwidth is **its** batch
@@ -34,7 +36,7 @@ in accuracy points at the training engine, not at a different loss:
   with G's features detached; C: G on the discrepancy, ``num_generator_steps``
   times).
 
-Not wired here: CDAN+E, BSP, JAN and AdaBN (JAN's default product kernel, 5 Gaussians
+Not wired here: CDAN+E, JAN and AdaBN (JAN's default product kernel, 5 Gaussians
 on the features and one at γ = 1.68 on the softmax, cannot be expressed with one
 ``MMDLoss``; AdaBN needs pytorch-adapt's own BN layers).
 
@@ -58,7 +60,7 @@ from adapt.schedules import ramp_input
 from .engine import lr_factor
 
 #: methods with a pytorch-adapt counterpart wired here
-METHODS = ("source_only", "dann", "cdan", "mcc", "mcd", "bnm", "entropy_min", "info_max", "afn", "coral", "dan")
+METHODS = ("source_only", "dann", "cdan", "bsp", "mcc", "mcd", "bnm", "entropy_min", "info_max", "afn", "coral", "dan")
 
 
 def import_error() -> str | None:
@@ -145,11 +147,14 @@ class ReferenceStep:
 
         if method_name == "source_only":
             adapter_class = classifier([], {})
-        elif method_name in ("dann", "cdan"):
+        elif method_name in ("dann", "cdan", "bsp"):
             half = 0.5 * method.trade_off
             weights = {"src_domain_loss": half, "target_domain_loss": half}
             grl_hook_class = hooks.dann.GradientReversalHook
-            if method_name == "dann":
+            if method_name == "bsp":  # DANN plus its BSPHook on the source and target features
+                hook_kwargs["post_g"] = [hooks.BSPHook(loss_fn=layers.BatchSpectralLoss(k=method.k))]
+                weights["bsp_loss"] = method.bsp_trade_off
+            if method_name in ("dann", "bsp"):
                 models["D"] = _Negated(method.adversarial.discriminator)
                 f_hook = hooks.FeaturesForDomainLossHook()
                 domain_loss_hook = None

@@ -46,7 +46,7 @@ NO_BN = [
 
 def _parameter_gap(method: str, tmp_path) -> float:
     overrides = [*NO_BN, f"method.name={method}"]
-    if method in ("dann", "cdan"):
+    if method in ("dann", "cdan", "bsp"):
         overrides.append("method.args.batch_norm=false")  # pytorch-adapt runs D per domain: BN would differ
     cfg = load_experiment(CONFIG, overrides)
     ours, theirs = build_trainer(cfg, tmp_path / "ours"), build_trainer(cfg, tmp_path / "theirs")
@@ -73,7 +73,11 @@ def _parameter_gap(method: str, tmp_path) -> float:
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "dan"])
 def test_pytorch_adapt_step_equals_our_step(method, tmp_path):
-    assert _parameter_gap(method, tmp_path) < 1e-6
+    # BSP's penalty grows with the squared feature norm (its gradient scales with the
+    # unnormalised 768-d features here), so the float32 rounding of a joint vs a
+    # per-domain forward pass is amplified about tenfold (2e-6 measured); a doubled BSP weight gives 2e-3
+    tolerance = 1e-5 if method == "bsp" else 1e-6
+    assert _parameter_gap(method, tmp_path) < tolerance
 
 
 def test_dan_differs_only_by_the_bandwidth_heuristic(tmp_path):

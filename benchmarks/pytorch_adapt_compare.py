@@ -18,7 +18,7 @@ difference of means, a paired t-test over seeds (the pairs share seed, data and
 initial weights) and ms per training step.
 
     python -m benchmarks.pytorch_adapt_compare configs/experiments/digits/mnist_to_usps.yaml \\
-        --methods source_only dann cdan mcd mcc bnm entropy_min info_max afn coral dan \\
+        --methods source_only dann cdan bsp mcd mcc bnm entropy_min info_max afn coral dan jan \\
         --seeds 0 1 2 --data-root ../shared/data --output benchmarks/results/pytorch_adapt_compare
 """
 from __future__ import annotations

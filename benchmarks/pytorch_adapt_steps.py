@@ -36,9 +36,15 @@ in accuracy points at the training engine, not at a different loss:
   with G's features detached; C: G on the discrepancy, ``num_generator_steps``
   times).
 
-Not wired here: CDAN+E, JAN and AdaBN (JAN's default product kernel, 5 Gaussians
-on the features and one at γ = 1.68 on the softmax, cannot be expressed with one
-``MMDLoss``; AdaBN needs pytorch-adapt's own BN layers).
+* JAN: its ``Aligner`` adapter with a ``JointAlignerHook`` on (features, softmax);
+  one ``MMDLoss`` cannot hold JAN's product kernel (5 Gaussians on the features,
+  one at γ = 1.68 on the softmax), so the hook's ``loss_fn`` is
+  :class:`_JointMMD`: its ``get_mmd_dist_mats`` and ``get_mmd_quadratic`` /
+  ``get_mmd_linear`` with per-layer kernel scales, at our bandwidth (the joint
+  batch's mean pairwise squared distance) and our ramp, ×5 (it averages kernels).
+
+Not wired here: CDAN+E and AdaBN (AdaBN needs pytorch-adapt's own BN layers, and
+the LeNet of the digits configs has no batch norm for it to re-estimate).
 
 Two engine differences remain, by design of each library: pytorch-adapt forwards the
 source and the target batch through ``G`` (and through ``D``) separately, where our
@@ -60,7 +66,7 @@ from adapt.schedules import ramp_input
 from .engine import lr_factor
 
 #: methods with a pytorch-adapt counterpart wired here
-METHODS = ("source_only", "dann", "cdan", "bsp", "mcc", "mcd", "bnm", "entropy_min", "info_max", "afn", "coral", "dan")
+METHODS = ("source_only", "dann", "cdan", "bsp", "mcc", "mcd", "bnm", "entropy_min", "info_max", "afn", "coral", "dan", "jan")
 
 
 def import_error() -> str | None:
@@ -102,6 +108,38 @@ class _TwoClassifiers(nn.Module):
         return [self.first(x), self.second(x)]
 
 
+class _JointMMD:
+    """JAN's loss for pytorch-adapt's ``JointAlignerHook``, from its own MMD functions.
+
+    ``source`` and ``target`` are the hook's lists ``[features, softmax]``.  Its
+    ``get_mmd_dist_mats`` gives the squared distances; the kernel scales are ours
+    (features: ``kernel_mul^{−(u − K//2)} / base`` with ``base`` the joint batch's
+    mean pairwise squared distance, detached; predictions: ``1 / prediction_bandwidth``);
+    ``coefficient`` (trade-off × ramp × K, set every step) turns its kernel mean into
+    our kernel sum.
+    """
+
+    def __init__(self, method, layer_utils, distance):
+        self.method, self.layer_utils, self.distance = method, layer_utils, distance
+        self.coefficient = 0.0
+
+    def __call__(self, source, target):
+        from adapt.losses.mmd import mean_pairwise_squared_distance
+
+        features_kernel, prediction_kernel = self.method.jmmd.kernels
+        source = [x.float() for x in source]
+        target = [x.float() for x in target]
+        xx, yy, zz, _ = self.layer_utils.get_mmd_dist_mats(source, target, self.distance, 1.0)
+        with torch.no_grad():
+            base = mean_pairwise_squared_distance(torch.cat([source[0], target[0]])).clamp_min(torch.finfo(torch.float32).eps)
+        count, mul = features_kernel.num_kernels, features_kernel.kernel_mul
+        exponents = torch.arange(count, dtype=base.dtype, device=base.device) - count // 2
+        feature_scales = -(mul ** -exponents) / base
+        prediction_scale = torch.tensor(-1.0 / prediction_kernel.bandwidth, dtype=base.dtype, device=base.device)
+        mmd = self.layer_utils.get_mmd_linear if self.method.jmmd.linear else self.layer_utils.get_mmd_quadratic
+        return self.coefficient * mmd(xx, yy, zz, [feature_scales, prediction_scale])
+
+
 class _DetachedCondition(nn.Module):
     """CDAN's feature combiner: our conditioning map on detached predictions (as our CDAN)."""
 
@@ -136,6 +174,7 @@ class ReferenceStep:
         opt_class = type(optimizer)
         defaults = {k: v for k, v in optimizer.defaults.items() if k in ("lr", "momentum", "weight_decay", "nesterov", "betas", "eps")}
         self.grl = None  # the GradientReversal layer whose weight follows our schedule
+        self.joint_mmd = None  # JAN's loss, whose coefficient follows our schedule
         models = {"G": backbone, "C": head}
         misc = {}
         sum_weighter = weighters.SumWeighter
@@ -197,6 +236,15 @@ class ReferenceStep:
             # softmax=False: align raw logits, as ours (its default aligns softmax outputs)
             hook_kwargs.update(aligner_hook=aligner, softmax=False, weighter=sum_weighter(weights={f"{layer}_confusion_loss": weight}))
             adapter_class = adapters.Aligner
+        elif method_name == "jan":
+            from pytorch_adapt.layers import utils as layer_utils
+            from pytorch_metric_learning.distances import LpDistance
+
+            self.joint_mmd = _JointMMD(method, layer_utils, LpDistance(normalize_embeddings=False, p=2, power=2))
+            # softmax=True: the hook aligns the softmax of the logits, as our JAN
+            hook_kwargs.update(aligner_hook=hooks.JointAlignerHook(self.joint_mmd), softmax=True,
+                               weighter=sum_weighter(weights={"joint_confusion_loss": 1.0}))
+            adapter_class = adapters.Aligner
         else:  # mcd
             models["C"] = _TwoClassifiers(head, method.second_classifier)
             hook_kwargs.update(
@@ -228,8 +276,11 @@ class ReferenceStep:
         for opt, bases in zip(self.optimizers, self.base_lrs):
             for group, base in zip(opt.param_groups, bases):
                 group["lr"] = base * factor
+        method = self.problem.method
+        if self.joint_mmd is not None:
+            kernels = method.jmmd.kernels[0].num_kernels
+            self.joint_mmd.coefficient = method.trade_off * method.schedule(progress) * kernels
         if self.grl is not None:
-            method = self.problem.method
             coefficient = method.max_coefficient * method.schedule(ramp_input(progress, step, method.ramp_steps))
             self.grl.update_weight(coefficient)
 

@@ -86,9 +86,9 @@ def test_dan_differs_only_by_the_bandwidth_heuristic(tmp_path):
 
 
 def test_unknown_method_is_refused(tmp_path):
-    cfg = load_experiment(CONFIG, [*NO_BN, "method.name=jan"])
-    with pytest.raises(ValueError, match="no pytorch-adapt counterpart wired for 'jan'"):
-        ReferenceStep(build_trainer(cfg, tmp_path), "jan")
+    cfg = load_experiment(CONFIG, [*NO_BN, "method.name=cdan_e"])
+    with pytest.raises(ValueError, match="no pytorch-adapt counterpart wired for 'cdan_e'"):
+        ReferenceStep(build_trainer(cfg, tmp_path), "cdan_e")
 
 
 def test_paired_p_value_and_table():

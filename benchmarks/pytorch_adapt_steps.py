@@ -27,6 +27,8 @@ in accuracy points at the training engine, not at a different loss:
 * BSP: its DANN adapter as above plus its ``BSPHook`` (top-``k`` squared singular
   values of the source and of the target features, summed) weighted ``bsp_trade_off``;
 * MCC: temperature 2.5 (its default is 1);
+* BNM: its ``BNMLoss`` on float32 logits: under bf16 autocast it fails
+  (``torch.linalg.matrix_norm`` has no bfloat16 kernel); ours computes in float32 too;
 * DAN: its ``MMDLoss`` with kernel scales 2^{2..−2} and weight ``5 · trade_off``
   (it averages the five kernels, we sum them); its bandwidth is **its** batch
   heuristic (median source–source squared distance), not ours (mean pairwise
@@ -106,6 +108,17 @@ class _TwoClassifiers(nn.Module):
 
     def forward(self, x):
         return [self.first(x), self.second(x)]
+
+
+class _InFloat32(nn.Module):
+    """A pytorch-adapt loss evaluated on float32 copies of its inputs (for losses without a bfloat16 kernel)."""
+
+    def __init__(self, loss):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, *inputs):
+        return self.loss(*(x.float() for x in inputs))
 
 
 class _JointMMD:
@@ -212,7 +225,9 @@ class ReferenceStep:
         elif method_name == "mcc":
             adapter_class = classifier([hooks.MCCHook(loss_fn=layers.MCCLoss(T=method.temperature))], {"mcc_loss": method.trade_off})
         elif method_name == "bnm":
-            adapter_class = classifier([hooks.BNMHook()], {"bnm_loss": method.trade_off})
+            # its BNMLoss calls torch.linalg.matrix_norm, which refuses bfloat16 under autocast:
+            # hand it float32 logits, as our BNM computes in float32
+            adapter_class = classifier([hooks.BNMHook(loss_fn=_InFloat32(layers.BNMLoss()))], {"bnm_loss": method.trade_off})
         elif method_name == "entropy_min":
             adapter_class = classifier([hooks.TargetEntropyHook()], {"entropy_loss": method.trade_off})
         elif method_name == "info_max":

@@ -149,3 +149,10 @@ def test_speed_benchmark_times_every_method_side_by_side():
     assert isinstance(results[("dann", "channels_last")], dict) and "| dann | channels_last |" in text
     bf16 = results[("dann", "bf16")]  # measured where the engine enables bf16 autocast here, else the reason
     assert isinstance(bf16, dict) or "not measured" in text
+
+
+def test_bnm_reference_step_runs_under_bfloat16_autocast(tmp_path):
+    """Its BNMLoss has no bfloat16 kernel (torch.linalg.matrix_norm); the driver hands it float32 logits."""
+    cfg = load_experiment(CONFIG, [*NO_BN, "method.name=bnm", "train.amp=true"])
+    losses = ReferenceStep(build_trainer(cfg, tmp_path), "bnm").step(0.5)["total_loss"]
+    assert math.isfinite(losses["bnm_loss"]) and losses["bnm_loss"] < 0  # −‖A‖_* / B

@@ -63,6 +63,7 @@ import warnings
 import torch
 from torch import nn
 
+from adapt.losses.mmd import mean_pairwise_squared_distance
 from adapt.schedules import ramp_input
 
 from .engine import lr_factor
@@ -137,8 +138,6 @@ class _JointMMD:
         self.coefficient = 0.0
 
     def __call__(self, source, target):
-        from adapt.losses.mmd import mean_pairwise_squared_distance
-
         features_kernel, prediction_kernel = self.method.jmmd.kernels
         source = [x.float() for x in source]
         target = [x.float() for x in target]

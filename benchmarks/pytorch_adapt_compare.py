@@ -63,15 +63,34 @@ def train_reference(cfg, method: str) -> dict:
     return {"metrics": metrics, "train_seconds": seconds, "steps": total, "device": trainer.device}
 
 
+def run_folder(output: Path, cfg, library: str, method: str, seed: int) -> Path:
+    """Where one (library, method, seed) run of config ``cfg`` keeps its record."""
+    return output / cfg.name / library / method / f"seed{seed}"
+
+
 class StaleRecordError(ValueError):
     """A record under the output folder was trained with another config than the one asked for."""
+
+
+def reusable_record(path: Path, wanted: str) -> dict | None:
+    """The record at ``path`` when it was trained with the config of hash ``wanted``; None when there is none.
+
+    :class:`StaleRecordError` when it was trained with another config, so that a changed
+    budget or override never reuses, or mixes with, records of another setting.
+    """
+    if not path.exists():
+        return None
+    record = read_json_file(path)
+    if config_hash(record["config"]) != wanted:
+        raise StaleRecordError(f"{path} was trained with another config than this command's "
+                               "(different overrides or budget): choose another --output, or delete that folder")
+    return record
 
 
 def stale_records(config: str, methods: list[str], seeds: list[int], overrides: list[str], output: Path) -> list[str]:
     """One line per existing record whose config differs from the one this comparison would train.
 
-    Checked for every (method, seed, library) before anything trains, so that a changed
-    budget or override never reuses, or mixes with, records of another setting.
+    Checked for every (method, seed, library) before anything trains.
     """
     problems = []
     for method in methods:
@@ -79,10 +98,10 @@ def stale_records(config: str, methods: list[str], seeds: list[int], overrides: 
             cfg = _config(config, method, seed, overrides)
             wanted = config_hash(cfg)
             for library in LIBRARIES:
-                path = output / cfg.name / library / method / f"seed{seed}" / "record.json"
-                if path.exists() and config_hash(read_json_file(path)["config"]) != wanted:
-                    problems.append(f"{path} was trained with another config than this command's "
-                                    "(different overrides or budget): choose another --output, or delete that folder")
+                try:
+                    reusable_record(run_folder(output, cfg, library, method, seed) / "record.json", wanted)
+                except StaleRecordError as error:
+                    problems.append(str(error))
     return problems
 
 
@@ -90,19 +109,16 @@ def run_pair(config: str, method: str, seed: int, overrides: list[str], output: 
     """Both libraries' records for one (method, seed), training whichever is missing.
 
     An existing record is reused only when it was trained with the same config
-    (:func:`benchmarks.config.config_hash`); otherwise :class:`StaleRecordError`.
+    (:func:`reusable_record`).
     """
     cfg = _config(config, method, seed, overrides)
     wanted = config_hash(cfg)
     records = {}
     for library in LIBRARIES:
-        run_dir = output / cfg.name / library / method / f"seed{seed}"
+        run_dir = run_folder(output, cfg, library, method, seed)
         path = run_dir / "record.json"
-        if path.exists():
-            record = read_json_file(path)
-            if config_hash(record["config"]) != wanted:
-                raise StaleRecordError(f"{path} was trained with another config than this command's; "
-                                       "choose another --output, or delete that folder")
+        record = reusable_record(path, wanted)
+        if record is not None:
             records[library] = record
             continue
         print(f"[{library}] {cfg.name} {method} seed {seed}", flush=True)

@@ -36,7 +36,7 @@ from datetime import date
 from pathlib import Path
 
 from .records import atomic_save_png, atomic_write_bytes
-from .report.stats import paired_p_value
+from .report.stats import paired_difference
 from .report.tables import mean_error_text
 from .suite import execute, plan_single
 from .transfer_study import CONFIGS, LABELS, METRIC, TARGETS, copy_records, hardware_line
@@ -121,6 +121,11 @@ def _budget(record: dict) -> str:
     return f"{record['steps']} steps of batch {cfg['data']['batch_size']}"
 
 
+def _label_columns() -> str:
+    """The table header's label-count columns, one per entry of LABELS."""
+    return " | ".join("all labels" if k == "all" else f"{k} labels/class" for k in LABELS)
+
+
 def _by_seed(records: list[dict], metric: str) -> dict[str, dict[int, float]]:
     by_name: dict[str, dict[int, float]] = {}
     for record in records:
@@ -130,17 +135,14 @@ def _by_seed(records: list[dict], metric: str) -> dict[str, dict[int, float]]:
 
 def paired_cell(row: dict[int, float] | None, base: dict[int, float] | None) -> str:
     """``Δ ± sem (p)`` of ``row − base`` over the seeds both have (paired t-test); "—" without a pair."""
-    seeds = sorted(set(row or {}) & set(base or {}))
-    if not seeds:
+    difference = paired_difference(row or {}, base or {})
+    if difference is None:
         return "—"
-    differences = [row[s] - base[s] for s in seeds]
-    mean = statistics.mean(differences)
-    if len(seeds) == 1:
-        return f"{mean:+.1f} (n 1)"
-    sem = statistics.stdev(differences) / len(seeds) ** 0.5
-    p = paired_p_value(row, base)
+    if difference["n"] == 1:
+        return f"{difference['delta']:+.1f} (n 1)"
+    p = difference["p"]
     p_text = "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
-    return f"{mean:+.1f} ± {sem:.1f} (p {p_text})"
+    return f"{difference['delta']:+.1f} ± {difference['sem']:.1f} (p {p_text})"
 
 
 def paired_lines(finetune: list[dict], da: list[dict], targets: list[str]) -> list[str]:
@@ -158,9 +160,8 @@ def paired_lines(finetune: list[dict], da: list[dict], targets: list[str]) -> li
         "the labelled subset and the new layers' initialisation, so rows of one seed share them.",
         "",
     ]
-    header = "| " + " | ".join("all labels" if k == "all" else f"{k} labels/class" for k in LABELS) + " |"
     for target in targets:
-        lines += [f"### {target}", "", "| comparison " + header, "|---|" + "---|" * len(LABELS)]
+        lines += [f"### {target}", "", f"| comparison | {_label_columns()} |", "|---|" + "---|" * len(LABELS)]
         comparisons = [(f"{start} − scratch (plain)", f"{start}/plain", "scratch/plain") for start in STARTS[1:]]
         comparisons += [(f"{start}: {finetuning} − plain", f"{start}/{finetuning}", f"{start}/plain")
                         for start in STARTS for finetuning in FINETUNING
@@ -223,7 +224,7 @@ def table(pretrain: list[dict], finetune: list[dict], da: list[dict], targets: l
     ]
     for target in targets:
         lines += [f"### {target}", "",
-                  "| start | fine-tuning | " + " | ".join("all labels" if k == "all" else f"{k} labels/class" for k in LABELS) + " |",
+                  f"| start | fine-tuning | {_label_columns()} |",
                   "|---|---|" + "---|" * len(LABELS)]
         best = {}
         for labels in LABELS:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .delta_m import DELTA_M
 from .rows import Row
-from .stats import metric_scale, paired_p_value, summary
+from .stats import metric_scale, paired_difference
 from .tables import Table, file_prefix, safe_filename
 
 
@@ -168,14 +168,9 @@ def ablation_deltas(rows: list[Row], metric: str, base_name: str = "base") -> di
         b = base.values(metric)
         entries = {}
         for variant in variants:
-            v = variant.values(metric)
-            seeds = sorted(set(v) & set(b))
-            if not seeds:
-                continue
-            diffs = [v[s] - b[s] for s in seeds]  # Row.values is in display units already
-            s = summary(diffs, "sem")
-            entries[variant.label] = {"delta": s["mean"], "sem": s["sem"], "n": len(seeds), "p": paired_p_value(v, b),
-                                      "per_seed": dict(zip(seeds, diffs))}
+            difference = paired_difference(variant.values(metric), b)  # Row.values is in display units already
+            if difference is not None:
+                entries[variant.label] = difference
         if entries:
             out[prefix] = entries
     return out

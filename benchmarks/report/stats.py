@@ -43,6 +43,18 @@ def paired_p_value(a: dict[int, float], b: dict[int, float]) -> float | None:
     return float(stats.ttest_rel(x, y).pvalue)
 
 
+def paired_difference(row: dict[int, float], base: dict[int, float]) -> dict | None:
+    """``row − base`` seed by seed over the seeds both have: mean, its sem, n, the paired-t p and the
+    per-seed differences; None when no seed is shared."""
+    seeds = sorted(set(row) & set(base))
+    if not seeds:
+        return None
+    diffs = [row[s] - base[s] for s in seeds]
+    s = summary(diffs, "sem")
+    return {"delta": s["mean"], "sem": s["sem"], "n": len(seeds), "p": paired_p_value(row, base),
+            "per_seed": dict(zip(seeds, diffs))}
+
+
 #: metrics in their own units (regression errors), not fractions shown in %
 UNIT_METRICS = ("mse", "mae", "rmse")
 

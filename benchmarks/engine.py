@@ -180,6 +180,8 @@ class Trainer:
         self.history: list[dict] = []
         self._epoch_scalars: dict[str, list[float]] = {}  # this epoch's logged scalars: name -> [sum, count]
         self.train_seconds = 0.0
+        #: where this run's first epochs were trained, when ``mtlda extend`` continued a shorter run (else None)
+        self.extended_from: dict | None = None
         #: the weights (problem state dict, on the CPU) of epoch ``best_epoch``
         self._selected_weights: dict | None = None
         #: the epoch ``best.pt`` is known to hold (None: unknown, e.g. after resuming)
@@ -207,6 +209,7 @@ class Trainer:
             "bad_epochs": self.bad_epochs,
             "history": self.history,
             "train_seconds": self.train_seconds,
+            **({"extended_from": self.extended_from} if self.extended_from is not None else {}),
             **({"loss_scaler": self.loss_scaler.state_dict()} if self.loss_scaler is not None else {}),
             # None: the selected weights are this checkpoint's own "problem" (this epoch is the best)
             "selected_problem": None if self.best_epoch == self.epoch else self._selected_weights,
@@ -232,6 +235,7 @@ class Trainer:
             self.loss_scaler.load_state_dict(state["loss_scaler"])
         for key in ("epoch", "global_step", "best_value", "best_epoch", "bad_epochs", "history", "train_seconds"):
             setattr(self, key, state[key])
+        self.extended_from = state.get("extended_from")
         self._selected_weights = self._restore_selected(state)
         self._best_file_epoch = None  # best.pt may be older than last.pt (a kill between the two writes)
 
@@ -534,4 +538,5 @@ class Trainer:
             "history": self.history,
             "train_seconds": self.train_seconds,
             "steps": self.global_step,
+            **({"extended_from": self.extended_from} if self.extended_from is not None else {}),
         }

@@ -161,7 +161,7 @@ class MCD(AdaptationMethod):
         self._step_generator(model, optimizer)
         return discrepancy.detach()
 
-    def update(self, *, model, task, source_images, source_labels, target_images, optimizer, progress):
+    def update(self, *, model, task, source_images, source_labels, target_images, optimizer, **_):
         source_ce = self.step_a(
             model=model, task=task, source_images=source_images, source_labels=source_labels, optimizer=optimizer,
             target_images=target_images,

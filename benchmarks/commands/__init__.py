@@ -1,4 +1,4 @@
-"""The command line, one module per subcommand: ``mtlda run | list | sweep | report | analyze | demo``.
+"""The command line, one module per subcommand: ``mtlda run | extend | list | sweep | report | analyze | demo``.
 
 This package sits on top of the harness: the subcommands import the modules that plan, run and report,
 and nothing below imports them back (``tests/test_import_graph.py`` checks it).  :mod:`.common` holds
@@ -10,10 +10,10 @@ import argparse
 import logging
 import os
 
-from . import analyze, demo, listing, report, run, sweep
+from . import analyze, demo, extend, listing, report, run, sweep
 from .common import handle
 
-SUBCOMMANDS = (run, listing, sweep, report, analyze, demo)
+SUBCOMMANDS = (run, extend, listing, sweep, report, analyze, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

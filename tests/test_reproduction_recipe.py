@@ -190,3 +190,37 @@ def test_the_tllib_suite_states_the_other_methods_recipes(tmp_path):
             assert built.max_coefficient == 1.0 and built.trade_off == 1.0
         if method == "cdan_e":
             assert built.randomized_map is None  # 256 × 10 = 2560 ≤ 4096: the exact multilinear map, as cdan.py
+
+
+# ------------------------------------------------------------------ published numbers only beside their recipe
+def _rows(suite, tmp_path, overrides=()):
+    from omegaconf import OmegaConf
+
+    from benchmarks.report import Row
+
+    _, runs = plan_suite(suite, tmp_path, seeds=[0], overrides=list(overrides))
+    return [Row(r.experiment, [], config=OmegaConf.to_container(r.config, resolve=True)) for r in runs]
+
+
+def test_published_digits_numbers_stand_only_beside_runs_of_the_published_recipe(tmp_path):
+    from benchmarks.report import DEFAULT_REFERENCES, load_references
+
+    refs = [r for r in load_references(DEFAULT_REFERENCES) if "TLLib" in r.label or "Ganin" in r.label]
+    assert len(refs) >= 20
+    tllib = _rows(SUITE, tmp_path)
+    short = _rows(SUITE, tmp_path / "short", ["train.epochs=3"])  # the full run's first epochs: same recipe
+    ganin = _rows("configs/suites/mnistm_ganin.yaml", tmp_path)
+    for rows in (tllib, short):
+        shown = {row.label for row in rows if any(ref.applies_to(row) for ref in refs)}
+        assert {"m2u/source_only", "m2u/dann", "m2u/cdan", "m2u/mcc", "u2m/dann", "u2m/cdan", "u2m/mcc"} <= shown
+    assert {row.label for row in ganin if any(ref.applies_to(row) for ref in refs)} >= {"m2mm/source_only", "m2mm/dann"}
+    # other recipes (batch 32, progress schedules, the quick start, shorter Ganin runs) never show them
+    other = [
+        *_rows("configs/suites/digits_da.yaml", tmp_path / "da"),
+        *_rows("configs/suites/ablation_dann_digits.yaml", tmp_path / "ablation"),
+        *_rows("configs/suites/amp_parity_digits.yaml", tmp_path / "amp"),
+        *_rows("configs/suites/mnistm_ganin.yaml", tmp_path / "ganin10", ["train.epochs=10"]),
+    ]
+    assert other
+    wrongly = sorted({(row.label, ref.label) for row in other for ref in refs if ref.applies_to(row)})
+    assert not wrongly, wrongly

@@ -122,9 +122,10 @@ def check_extension(run: PlannedRun, source_dir: Path) -> Extension:
         raise ConfigError(
             f"{last} has {epochs} epochs already, not fewer than train.epochs={run.config.train.epochs} of {where}"
         )
-    if state.get("config_hash") != run_identity(_with_epochs(run.config, epochs)):
+    # the shorter run may itself be unfinished: it had train.epochs = some k ≥ the epochs it has done
+    if not any(state.get("config_hash") == run_identity(_with_epochs(run.config, k)) for k in range(epochs, run.config.train.epochs)):
         raise ConfigError(
-            f"{last} was not written by {where} with train.epochs={epochs} (configuration hash differs): "
+            f"{last} was not written by {where} with a smaller train.epochs (configuration hash differs): "
             "give the same config, overrides and --data-root as the shorter runs, with only train.epochs raised"
         )
     for taken in (run.run_dir / RECORD_NAME, run.run_dir / "checkpoints" / "last.pt"):

@@ -103,3 +103,23 @@ def test_the_command_refuses_with_one_line(tmp_path, tiny_overrides, capsys):
     assert code != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "method.args.ramp_steps" in err[0]
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_an_unfinished_shorter_run_can_be_extended_too(tmp_path, tiny_overrides):
+    """A 3-epoch run killed after epoch 1 is also the first epoch of a 4-epoch run."""
+    from benchmarks.experiment import build_trainer
+
+    base = [*tiny_overrides, *LENGTH_FREE]
+    runs = _plan(tmp_path, [*base, "train.epochs=3"], "short")
+
+    def stop_after_one(trainer, epoch):
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        build_trainer(runs[0].config, runs[0].run_dir, callbacks=[stop_after_one]).fit()
+    (extension,) = plan_extensions(_plan(tmp_path, [*base, "train.epochs=4"], "long"), tmp_path / "short", tmp_path / "long")
+    assert extension.source_epochs == 1

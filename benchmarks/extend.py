@@ -11,8 +11,8 @@ training can go on from it instead of starting again.
 :func:`plan_extensions` checks every run before anything is written: the long
 configuration must not depend on its length (:func:`budget_dependence` names the key
 that does), the short run's checkpoint must have been written by this very
-configuration with ``train.epochs`` = its epoch count (the config hash says so), and
-the destination must hold no run yet.  :func:`seed_extension` then writes the
+configuration with a smaller ``train.epochs`` (the config hash says so; the short run
+may itself be unfinished), and the destination must hold no run yet.  :func:`seed_extension` then writes the
 destination's ``checkpoints/last.pt`` (and ``best.pt``): the short run's state under
 the long configuration's hash, with ``extended_from`` naming where it came from; that
 note is kept in every later checkpoint and lands in the finished run's

@@ -123,3 +123,21 @@ def test_an_unfinished_shorter_run_can_be_extended_too(tmp_path, tiny_overrides)
         build_trainer(runs[0].config, runs[0].run_dir, callbacks=[stop_after_one]).fit()
     (extension,) = plan_extensions(_plan(tmp_path, [*base, "train.epochs=4"], "long"), tmp_path / "short", tmp_path / "long")
     assert extension.source_epochs == 1
+
+
+def test_no_method_reads_progress_without_naming_it():
+    """The length check trusts a hook's signature: a hook that uses ``progress`` must name it (not take it from **kw)."""
+    import inspect
+
+    from adapt.methods.base import AdaptationMethod
+    from benchmarks import registry
+
+    for name, cls in registry.METHOD_CLASSES.items():
+        for hook in ("alignment_terms", "update"):
+            owner = next((k for k in cls.__mro__ if hook in vars(k)), None)
+            if owner is None or owner is AdaptationMethod:
+                continue
+            function = vars(owner)[hook]
+            body = inspect.getsource(function)
+            named = "progress" in inspect.signature(function).parameters
+            assert named or "progress" not in body, f"{name}.{hook} uses progress without naming it"

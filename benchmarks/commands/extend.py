@@ -13,11 +13,11 @@ from .common import run_overrides
 def _cmd_extend(args) -> int:
     overrides = run_overrides(args)
     if is_suite_file(args.config):
-        name, runs = plan_suite(args.config, args.output, args.seeds, overrides + ["train.progress_bar=false"], args.only)
+        _, runs = plan_suite(args.config, args.output, args.seeds, overrides + ["train.progress_bar=false"], args.only)
     else:
         if args.only:
             raise ConfigError("--only applies to suite files")
-        name, runs = plan_single(args.config, args.output, args.seeds, overrides)
+        _, runs = plan_single(args.config, args.output, args.seeds, overrides)
     if Path(args.source).resolve() == Path(args.output).resolve():
         raise ConfigError("--from and --output name the same folder: extend into a new --output")
     extensions = plan_extensions(runs, Path(args.source), Path(args.output))  # all checked, nothing written yet

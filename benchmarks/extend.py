@@ -40,15 +40,20 @@ from .suite import PlannedRun
 PROGRESS_LR_SCHEDULES = ("cosine", "dann")
 
 
-def _overrides_progress_hook(cls: type) -> bool:
-    """Whether ``cls`` defines (itself or through a parent other than the base) a training hook naming ``progress``."""
+def training_hooks(cls: type) -> dict:
+    """The training hooks (``alignment_terms``, ``update``) that method class ``cls`` defines, itself or through a
+    parent other than the base class: hook name → function."""
+    hooks = {}
     for hook in ("alignment_terms", "update"):
         owner = next((k for k in cls.__mro__ if hook in vars(k)), None)
-        if owner is None or owner is AdaptationMethod:
-            continue
-        if "progress" in inspect.signature(vars(owner)[hook]).parameters:
-            return True
-    return False
+        if owner is not None and owner is not AdaptationMethod:
+            hooks[hook] = vars(owner)[hook]
+    return hooks
+
+
+def _overrides_progress_hook(cls: type) -> bool:
+    """Whether one of ``cls``'s own training hooks names ``progress``."""
+    return any("progress" in inspect.signature(function).parameters for function in training_hooks(cls).values())
 
 
 def method_reads_progress(name: str, args) -> bool:

@@ -129,15 +129,10 @@ def test_no_method_reads_progress_without_naming_it():
     """The length check trusts a hook's signature: a hook that uses ``progress`` must name it (not take it from **kw)."""
     import inspect
 
-    from adapt.methods.base import AdaptationMethod
     from benchmarks import registry
+    from benchmarks.extend import training_hooks
 
     for name, cls in registry.METHOD_CLASSES.items():
-        for hook in ("alignment_terms", "update"):
-            owner = next((k for k in cls.__mro__ if hook in vars(k)), None)
-            if owner is None or owner is AdaptationMethod:
-                continue
-            function = vars(owner)[hook]
-            body = inspect.getsource(function)
+        for hook, function in training_hooks(cls).items():
             named = "progress" in inspect.signature(function).parameters
-            assert named or "progress" not in body, f"{name}.{hook} uses progress without naming it"
+            assert named or "progress" not in inspect.getsource(function), f"{name}.{hook} uses progress without naming it"

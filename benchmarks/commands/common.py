@@ -10,19 +10,25 @@ from ..config import ConfigError
 from ..engine import NonFiniteLossError
 from ..parallel import RunFailedError, execute_parallel, execute_ray
 from ..records import atomic_write_bytes
-from ..suite import summarise
+from ..suite import is_suite_file, plan_single, plan_suite, summarise
 from ..torchrun_runner import run_planned
 from ..user_errors import USER_ERRORS
 
 
-def add_run_options(parser: argparse.ArgumentParser, seeds_help: str, only_help: str) -> None:
-    """The options ``run`` and ``sweep`` share (after the command's own positional argument)."""
+def add_plan_options(parser: argparse.ArgumentParser, seeds_help: str, only_help: str) -> None:
+    """The options that decide which runs a command plans, and so their configs and folders (``run``, ``sweep``,
+    ``extend``), after the command's own positional argument."""
     parser.add_argument("overrides", nargs="*", help="dotted overrides applied to every run, e.g. train.epochs=3 method.name=dann")
     parser.add_argument("--seeds", type=int, nargs="+", help=seeds_help)
     parser.add_argument("--output", default="runs", help="root folder for run directories (default: runs)")
     parser.add_argument("--device", help="force a device: cpu, cuda, cuda:N, mps (default: auto)")
     parser.add_argument("--data-root", help="folder with real datasets (default: $MTLDA_DATA)")
     parser.add_argument("--only", nargs="+", help=only_help)
+
+
+def add_run_options(parser: argparse.ArgumentParser, seeds_help: str, only_help: str) -> None:
+    """The options ``run`` and ``sweep`` share: :func:`add_plan_options`, the progress bar and parallelism."""
+    add_plan_options(parser, seeds_help, only_help)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parallel = parser.add_mutually_exclusive_group()
     parallel.add_argument(
@@ -52,6 +58,16 @@ def run_overrides(args) -> list[str]:
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
     return overrides
+
+
+def plan_config_runs(args) -> tuple[str, list]:
+    """The runs of ``args.config`` — a suite, or one experiment config over seeds — as ``run`` and ``extend`` plan them."""
+    overrides = run_overrides(args)
+    if is_suite_file(args.config):
+        return plan_suite(args.config, args.output, args.seeds, overrides + ["train.progress_bar=false"], args.only)
+    if args.only:
+        raise ConfigError("--only applies to suite files")
+    return plan_single(args.config, args.output, args.seeds, overrides)
 
 
 def execute_and_print(

@@ -6,18 +6,11 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..extend import plan_extensions, seed_extension
-from ..suite import is_suite_file, plan_single, plan_suite
-from .common import run_overrides
+from .common import add_plan_options, plan_config_runs
 
 
 def _cmd_extend(args) -> int:
-    overrides = run_overrides(args)
-    if is_suite_file(args.config):
-        _, runs = plan_suite(args.config, args.output, args.seeds, overrides + ["train.progress_bar=false"], args.only)
-    else:
-        if args.only:
-            raise ConfigError("--only applies to suite files")
-        _, runs = plan_single(args.config, args.output, args.seeds, overrides)
+    _, runs = plan_config_runs(args)  # exactly as `mtlda run` plans them: same configs, hashes and folders
     if Path(args.source).resolve() == Path(args.output).resolve():
         raise ConfigError("--from and --output name the same folder: extend into a new --output")
     extensions = plan_extensions(runs, Path(args.source), Path(args.output))  # all checked, nothing written yet
@@ -40,12 +33,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "the fraction of the run done: then the shorter run is not a prefix of the longer one.",
     )
     p.add_argument("config", help="experiment YAML or suite YAML, with the longer train.epochs")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, as given to the shorter runs (train.epochs raised)")
     p.add_argument("--from", dest="source", required=True, help="the --output folder of the shorter runs")
-    p.add_argument("--output", default="runs", help="root folder for the extended runs (default: runs)")
-    p.add_argument("--seeds", type=int, nargs="+", help="seeds to extend (default: the suite's, or train.seed)")
-    p.add_argument("--only", nargs="+", help="extend only these experiments of a suite")
-    p.add_argument("--device", help="the device the shorter runs were given, if any")
-    p.add_argument("--data-root", help="folder with real datasets (default: $MTLDA_DATA)")
+    add_plan_options(p, "seeds to extend (default: the suite's, or train.seed)", "extend only these experiments of a suite")
     p.set_defaults(handler=_cmd_extend)
     return p

@@ -5,21 +5,14 @@ import argparse
 import os
 from pathlib import Path
 
-from ..config import ConfigError
-from ..suite import is_suite_file, plan_single, plan_suite, write_manifest
+from ..suite import is_suite_file, write_manifest
 from ..tensorboard_hint import tensorboard_command
-from .common import add_run_options, execute_and_print, parallel_options, run_overrides
+from .common import add_run_options, execute_and_print, parallel_options, plan_config_runs
 
 
 def _cmd_run(args) -> int:
     options = parallel_options(args)  # checked before anything is planned or written
-    overrides = run_overrides(args)
-    if is_suite_file(args.config):
-        name, runs = plan_suite(args.config, args.output, args.seeds, overrides + ["train.progress_bar=false"], args.only)
-    else:
-        if args.only:
-            raise ConfigError("--only applies to suite files")
-        name, runs = plan_single(args.config, args.output, args.seeds, overrides)
+    name, runs = plan_config_runs(args)
     out_dir = Path(args.output) / name
     if os.environ.get("RANK", "0") == "0":  # under torchrun: once, from rank 0
         print(f"{name}: {len(runs)} run(s) → {out_dir}", flush=True)

@@ -23,7 +23,9 @@ from benchmarks.datasets.readers import (
     load_svhn,
     load_usps,
     load_usps_esl,
+    load_usps_esl_as_libsvm,
     load_usps_libsvm,
+    smooth_usps_like_libsvm,
     make_multi_digits,
     read_idx,
 )
@@ -299,6 +301,38 @@ def test_usps_esl_corrupt(tmp_path, text, message):
     path = write_bytes(tmp_path / "zip.train.gz", text.encode(), compress=True)
     with pytest.raises(CorruptDatasetError, match=message):
         load_usps_esl(path)
+
+
+def test_libsvm_smoothing_conserves_ink_and_blank():
+    blank = -np.ones((1, 256))
+    assert np.allclose(smooth_usps_like_libsvm(blank), blank)  # no ink in, no ink out
+    rng = np.random.default_rng(0)
+    ink = np.zeros((3, 16, 16))
+    ink[:, 2:14, 2:14] = rng.uniform(0, 1, (3, 12, 12))  # strokes two pixels from the border
+    smoothed = (smooth_usps_like_libsvm(ink.reshape(3, 256) * 2 - 1) + 1) / 2
+    assert np.allclose(smoothed.sum(1), ink.reshape(3, 256).sum(1))  # kernel sums to 1
+    assert smoothed.max() < ink.max() and smoothed.min() >= 0  # an averaging kernel
+
+
+def test_libsvm_smoothing_is_the_sampled_gaussian():
+    dot = -np.ones((16, 16))
+    dot[8, 8] = 1.0  # one full-ink pixel: the output is the kernel itself
+    response = (smooth_usps_like_libsvm(dot.reshape(1, 256)).reshape(16, 16) + 1) / 2
+    kernel = response[6:11, 6:11]
+    assert np.isclose(kernel.sum(), 1.0) and np.allclose(kernel, kernel.T)
+    assert np.allclose(kernel, np.outer(kernel[2], kernel[2]) / kernel[2, 2])  # separable
+    assert np.isclose(kernel[2, 3] / kernel[2, 2], np.exp(-1 / (2 * 0.75**2)))  # σ = 0.75
+    assert response.sum() == pytest.approx(kernel.sum())  # nothing beyond two pixels
+
+
+def test_usps_esl_as_libsvm_reads_esl_and_smooths(tmp_path):
+    values = np.round(USPS_VALUES, 3)
+    path = write_bytes(tmp_path / "USPS" / "zip.test.gz", esl_line("3", values).encode(), compress=True)
+    images, labels = load_usps_esl_as_libsvm(path)
+    assert labels.tolist() == [3]
+    expected = torchvision_mapping(smooth_usps_like_libsvm(values.reshape(1, 256))[0])
+    assert images.flatten().tolist() == expected.tolist()
+    assert torch.equal(load_usps(tmp_path, False, "esl-as-libsvm")[0], images)
 
 
 def test_load_usps_picks_format_and_never_mixes(tmp_path):
@@ -608,6 +642,20 @@ def test_real_usps_libsvm_test_matches_torchvision():
     assert labels.tolist() == list(reference.targets)
     _, esl_labels = load_usps(root, False, "esl")
     assert torch.equal(labels, esl_labels)  # same images, same order
+
+
+@pytest.mark.real_data
+def test_real_usps_esl_as_libsvm_rebuilds_the_libsvm_test_split():
+    """The one smoothing explains the two copies: within one grey level everywhere, equal on most pixels."""
+    root = real_file("USPS", "usps.t.bz2")
+    real_file("USPS", "zip.test.gz")
+    libsvm, libsvm_labels = load_usps(root, False, "libsvm")
+    rebuilt, labels = load_usps(root, False, "esl-as-libsvm")
+    plain, _ = load_usps(root, False, "esl")
+    assert torch.equal(labels, libsvm_labels)
+    difference = (rebuilt.int() - libsvm.int()).abs()
+    assert difference.max() <= 1 and (difference == 0).float().mean() > 0.95
+    assert (plain.int() - libsvm.int()).abs().max() > 100  # unsmoothed, the copies differ a lot
 
 
 @pytest.fixture(scope="session")

@@ -64,6 +64,10 @@ DATASETS: dict[str, DatasetEntry] = {
     "mnist": DatasetEntry(standard.mnist, "domain", True, "MNIST 28×28 grey (torchvision layout)"),
     "usps": DatasetEntry(standard.usps, "domain", True, "USPS 16×16 grey, LIBSVM usps.bz2/usps.t.bz2"),
     "usps-esl": DatasetEntry(standard.usps_esl, "domain", True, "USPS 16×16 grey, ESL zip.train.gz/zip.test.gz"),
+    "usps-esl-as-libsvm": DatasetEntry(
+        standard.usps_esl_as_libsvm, "domain", True,
+        "USPS 16×16 grey, ESL zip.train.gz/zip.test.gz smoothed into the LIBSVM copy (Gaussian σ 0.75 px)",
+    ),
     "mnist-m": DatasetEntry(standard.mnist_m, "domain", True, "MNIST-M 32×32 RGB (mnist_m.tar.gz or extracted)"),
     "svhn": DatasetEntry(standard.svhn, "domain", True, "SVHN 32×32 RGB (torchvision .mat files)"),
     "fashion-mnist": DatasetEntry(standard.fashion_mnist, "domain", False, "Fashion-MNIST (torchvision or Debian layout)"),

@@ -9,7 +9,10 @@ has no official downloader and must be placed by hand).
 
 USPS comes in two common formats that are preprocessed differently; they are
 two datasets here (``usps``: torchvision's LIBSVM files, ``usps-esl``: the
-ESL text files) so one experiment can never mix them.
+ESL text files) so one experiment can never mix them. The LIBSVM copy is the
+ESL copy smoothed by a small Gaussian (:func:`readers.smooth_usps_like_libsvm`);
+``usps-esl-as-libsvm`` applies it to the ESL files, which rebuilds the LIBSVM
+train split where only the ESL files are at hand.
 
 Multi-digit sets follow Sener & Koltun (NeurIPS 2018): a 36×36 canvas, the
 first image top-left, the second offset by 6 px, pixel-wise max, resized to
@@ -112,6 +115,10 @@ usps = _single_domain(
 )
 usps_esl = _single_domain(
     "usps-esl", "digit", lambda root, train: readers.load_usps(root, train, "esl"), "USPS 16×16 grey, ESL text files"
+)
+usps_esl_as_libsvm = _single_domain(
+    "usps-esl-as-libsvm", "digit", lambda root, train: readers.load_usps(root, train, "esl-as-libsvm"),
+    "USPS 16×16 grey, ESL text files smoothed into the LIBSVM (torchvision) copy",
 )
 mnist_m = _single_domain("mnist-m", "digit", readers.load_mnist_m, "MNIST-M 32×32 RGB")
 svhn = _single_domain(

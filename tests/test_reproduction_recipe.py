@@ -141,8 +141,8 @@ def test_the_tllib_suite_states_the_other_methods_recipes(tmp_path):
     names = [r.experiment for r in runs]
     # the flagship entries come first, unchanged in order, and the others are appended
     assert names[:8] == [f"{t}/{m}" for t in ("m2u", "u2m") for m in ("source_only", "dann", "cdan", "mcc")]
-    assert names[8:] == [f"{t}/{m}" for t in ("m2u", "u2m") for m in OTHER_METHODS]
-    for run in runs[8:]:
+    assert names[8:28] == [f"{t}/{m}" for t in ("m2u", "u2m") for m in OTHER_METHODS]
+    for run in runs[8:28]:
         cfg, method = run.config, run.config.method.name
         args, m2u = dict(cfg.method.args), run.experiment.startswith("m2u")
         assert method == run.experiment.split("/")[1]
@@ -192,6 +192,24 @@ def test_the_tllib_suite_states_the_other_methods_recipes(tmp_path):
             assert built.randomized_map is None  # 256 × 10 = 2560 ≤ 4096: the exact multilinear map, as cdan.py
 
 
+def test_the_tllib_suite_libsvm_entries_differ_from_the_flagship_only_in_the_usps_copy(tmp_path):
+    """``<task>_libsvm/<method>``: the flagship run with TLLib's USPS copy (the LIBSVM one, rebuilt from the
+    ESL files) in place of the ESL copy, and nothing else changed."""
+    from omegaconf import OmegaConf
+
+    _, runs = plan_suite(SUITE, tmp_path, seeds=[0])
+    by_name = {r.experiment: OmegaConf.to_container(r.config, resolve=True) for r in runs}
+    variants = [name for name in by_name if "_libsvm/" in name]
+    assert variants == [f"{t}_libsvm/{m}" for t in ("m2u", "u2m") for m in ("source_only", "dann", "cdan", "mcc")]
+    for name in variants:
+        task, method = name.split("/")
+        libsvm, flagship = by_name[name], by_name[f"{task.removesuffix('_libsvm')}/{method}"]
+        side = "target" if task.startswith("m2u") else "source"
+        assert (flagship["data"][side], libsvm["data"][side]) == ("usps-esl", "usps-esl-as-libsvm")
+        libsvm["data"][side], libsvm["name"] = "usps-esl", flagship["name"]
+        assert libsvm == flagship
+
+
 # ------------------------------------------------------------------ published numbers only beside their recipe
 def _rows(suite, tmp_path, only=None):
     from omegaconf import OmegaConf
@@ -225,7 +243,8 @@ def test_published_digits_numbers_stand_only_beside_runs_of_the_published_recipe
     ganin = _rows("configs/suites/mnistm_ganin.yaml", tmp_path)
     for rows in (tllib, _with_epochs(tllib, 3)):  # a run stopped early is the full run's first epochs: same recipe
         shown = {row.label for row in rows if any(ref.applies_to(row) for ref in refs)}
-        assert shown == {f"{pair}/{m}" for pair in ("m2u", "u2m") for m in ("source_only", "dann", "cdan", "mcc")}
+        pairs = ("m2u", "u2m", "m2u_libsvm", "u2m_libsvm")  # either USPS copy
+        assert shown == {f"{pair}/{m}" for pair in pairs for m in ("source_only", "dann", "cdan", "mcc")}
     assert {row.label for row in ganin if any(ref.applies_to(row) for ref in refs)} >= {"m2mm/source_only", "m2mm/dann"}
     # other recipes (batch 32, progress schedules, the quick start, a shorter annealed Ganin run) never show them
     other = [

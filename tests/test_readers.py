@@ -658,6 +658,27 @@ def test_real_usps_esl_as_libsvm_rebuilds_the_libsvm_test_split():
     assert (plain.int() - libsvm.int()).abs().max() > 100  # unsmoothed, the copies differ a lot
 
 
+@pytest.mark.real_data
+def test_real_usps_libsvm_copy_is_a_gaussian_smoothing_of_the_esl_copy():
+    """A free 5 × 5 least-squares fit from ESL to LIBSVM ink finds the Gaussian the reader uses (README's claim)."""
+    root = real_file("USPS", "usps.t.bz2")
+    real_file("USPS", "zip.test.gz")
+    lines = readers._nonempty_lines(root / "USPS" / "usps.t.bz2")
+    libsvm = np.zeros((len(lines), 256))
+    for i, line in enumerate(lines):
+        readers._parse_libsvm_line(line, libsvm[i], root, i + 1)
+    esl, _ = readers._read_usps_esl_values(root / "USPS" / "zip.test.gz")
+    target = ((libsvm + 1) / 2).reshape(-1, 16, 16)
+    padded = np.pad(((esl + 1) / 2).reshape(-1, 16, 16), ((0, 0), (2, 2), (2, 2)))
+    shifted = np.stack([padded[:, i : i + 16, j : j + 16].ravel() for i in range(5) for j in range(5)], 1)
+    kernel, *_ = np.linalg.lstsq(shifted, target.ravel(), rcond=None)
+    residual = target.ravel() - shifted @ kernel
+    assert 1 - residual.var() / target.var() > 0.999999  # R²: one linear filter explains the copy
+    kernel = kernel.reshape(5, 5)
+    taps = np.exp(-np.arange(-2, 3) ** 2 / (2 * readers.USPS_LIBSVM_SMOOTHING_SIGMA**2))
+    np.testing.assert_allclose(kernel, np.outer(taps, taps) / taps.sum() ** 2, atol=5e-4)
+
+
 @pytest.fixture(scope="session")
 def mnist_m_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("mnist_m_cache")

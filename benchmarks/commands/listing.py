@@ -26,8 +26,9 @@ def _cmd_list(args) -> int:
     }
     for section in [args.what] if args.what else sections:
         print(f"{section}:")
+        width = max(16, *map(len, sections[section]))  # one column per section, however long its names
         for name, summary in sections[section].items():
-            print(f"  {name:<16} {summary}")
+            print(f"  {name:<{width}} {summary}")
     return 0
 
 

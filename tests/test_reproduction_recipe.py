@@ -233,6 +233,22 @@ def _with_epochs(rows, epochs):
     return shorter
 
 
+def test_each_tllib_number_stands_beside_exactly_its_suite_rows(tmp_path):
+    """Every TLLib entry of references.yaml reaches its method's suite row for its task (and the LIBSVM-copy row
+    of a flagship method), under each script's own lr schedule (constant for mcd.py and afn.py), and no other."""
+    from benchmarks.report import DEFAULT_REFERENCES, load_references
+
+    rows = _rows(SUITE, tmp_path)
+    refs = [r for r in load_references(DEFAULT_REFERENCES) if "TLLib" in r.label]
+    assert len(refs) == 18
+    for ref in refs:
+        method, task = ref.match["method.name"], "m2u" if ref.setting.startswith("MNIST→") else "u2m"
+        expected = {f"{task}/{method}"}
+        if method in ("source_only", "dann", "cdan", "mcc"):
+            expected.add(f"{task}_libsvm/{method}")
+        assert {row.label for row in rows if ref.applies_to(row)} == expected, ref.label
+
+
 def test_published_digits_numbers_stand_only_beside_runs_of_the_published_recipe(tmp_path):
     from benchmarks.report import DEFAULT_REFERENCES, load_references
 

@@ -677,6 +677,8 @@ def test_real_usps_libsvm_copy_is_a_gaussian_smoothing_of_the_esl_copy():
     kernel = kernel.reshape(5, 5)
     taps = np.exp(-np.arange(-2, 3) ** 2 / (2 * readers.USPS_LIBSVM_SMOOTHING_SIGMA**2))
     np.testing.assert_allclose(kernel, np.outer(taps, taps) / taps.sum() ** 2, atol=5e-4)
+    # and the reader's Gaussian itself: within 0.18 grey level (of 255) before rounding, as its docstring says
+    assert np.abs(smooth_usps_like_libsvm(esl) - libsvm).max() * 255 / 2 < 0.18
 
 
 @pytest.fixture(scope="session")

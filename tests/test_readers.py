@@ -663,10 +663,7 @@ def test_real_usps_libsvm_copy_is_a_gaussian_smoothing_of_the_esl_copy():
     """A free 5 × 5 least-squares fit from ESL to LIBSVM ink finds the Gaussian the reader uses (README's claim)."""
     root = real_file("USPS", "usps.t.bz2")
     real_file("USPS", "zip.test.gz")
-    lines = readers._nonempty_lines(root / "USPS" / "usps.t.bz2")
-    libsvm = np.zeros((len(lines), 256))
-    for i, line in enumerate(lines):
-        readers._parse_libsvm_line(line, libsvm[i], root, i + 1)
+    libsvm, _ = readers._read_usps_libsvm_values(root / "USPS" / "usps.t.bz2")
     esl, _ = readers._read_usps_esl_values(root / "USPS" / "zip.test.gz")
     target = ((libsvm + 1) / 2).reshape(-1, 16, 16)
     padded = np.pad(((esl + 1) / 2).reshape(-1, 16, 16), ((0, 0), (2, 2), (2, 2)))

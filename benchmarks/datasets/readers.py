@@ -397,7 +397,6 @@ def load_fashion_mnist(root: Optional[PathLike], train: bool) -> tuple[torch.Ten
 _USPS_FILES = {
     "libsvm": {True: "usps.bz2", False: "usps.t.bz2"},
     "esl": {True: "zip.train.gz", False: "zip.test.gz"},
-    "esl-as-libsvm": {True: "zip.train.gz", False: "zip.test.gz"},
 }
 _USPS_PIXELS = 256
 _USPS_VALUE_TOLERANCE = 1e-6
@@ -468,6 +467,12 @@ def load_usps_libsvm(path: PathLike) -> tuple[torch.Tensor, torch.Tensor]:
         ``(N, 1, 16, 16)`` uint8 (``((v + 1) / 2 * 255)`` truncated, as
         torchvision) and ``(N,)`` int64 digits 0..9.
     """
+    values, labels = _read_usps_libsvm_values(path)
+    return _usps_values_to_uint8(values, Path(path)), labels
+
+
+def _read_usps_libsvm_values(path: PathLike) -> tuple[np.ndarray, torch.Tensor]:
+    """``(N, 256)`` float64 values in [-1, 1] and ``(N,)`` int64 digits 0..9 of a LIBSVM USPS file."""
     path = Path(path)
     if not path.is_file():
         raise _not_found("USPS (LIBSVM format) file", [path], _USPS_LIBSVM_SOURCE)
@@ -478,7 +483,7 @@ def load_usps_libsvm(path: PathLike) -> tuple[torch.Tensor, torch.Tensor]:
         raw_labels[i] = _parse_libsvm_line(line, values[i], path, i + 1)
     labels = _integral_labels(raw_labels, path)
     _check_labels(labels, 1, 10, path)
-    return _usps_values_to_uint8(values, path), labels - 1
+    return values, labels - 1
 
 
 def load_usps_esl(path: PathLike) -> tuple[torch.Tensor, torch.Tensor]:
@@ -584,15 +589,18 @@ def load_usps(root: PathLike, train: bool, fmt: str) -> tuple[torch.Tensor, torc
     images, labels
         ``(N, 1, 16, 16)`` uint8 and ``(N,)`` int64.
     """
-    if fmt not in _USPS_FILES:
-        raise ValueError(f"fmt must be one of {sorted(_USPS_FILES)}, got {fmt!r}")
-    name = _USPS_FILES[fmt][train]
+    # format → (files it reads, reader); esl-as-libsvm reads the ESL files
+    formats = {"libsvm": ("libsvm", load_usps_libsvm), "esl": ("esl", load_usps_esl),
+               "esl-as-libsvm": ("esl", load_usps_esl_as_libsvm)}
+    if fmt not in formats:
+        raise ValueError(f"fmt must be one of {sorted(formats)}, got {fmt!r}")
+    files, reader = formats[fmt]
+    name = _USPS_FILES[files][train]
     candidates = [Path(root) / "USPS" / name, Path(root) / name]
     path = _first_existing(candidates)
     if path is None:
-        source = _USPS_LIBSVM_SOURCE if fmt == "libsvm" else _USPS_ESL_SOURCE
+        source = _USPS_LIBSVM_SOURCE if files == "libsvm" else _USPS_ESL_SOURCE
         raise _not_found(f"USPS {_split_name(train)} split ({fmt} format, {name})", candidates, source)
-    reader = {"libsvm": load_usps_libsvm, "esl": load_usps_esl, "esl-as-libsvm": load_usps_esl_as_libsvm}[fmt]
     return reader(path)
 
 

@@ -165,7 +165,8 @@ def build_problem(cfg: DictConfig, device: torch.device):
             "method",
             cfg.method.name,
             cfg.method.args,
-            {"feature_dim": backbone.out_features, "num_classes": next(iter(tasks.values())).output_size},
+            {"feature_dim": backbone.out_features, "num_classes": next(iter(tasks.values())).output_size,
+             "head": model.heads[next(iter(tasks))]},
         )
         problem = DomainAdaptationProblem(
             model, method, source, target,

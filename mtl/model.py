@@ -9,6 +9,13 @@ from .architectures.base import BackboneFactory, MultiTaskArchitecture, check_ta
 from .tasks import TaskSpec
 
 
+#: ``head_block`` name → the layers of one hidden block of a head, from (in width, out width, dropout)
+HEAD_BLOCKS = {
+    "linear_relu_dropout": lambda a, b, p: [nn.Linear(a, b), nn.ReLU(), nn.Dropout(p)],
+    "dropout_linear_bn_relu": lambda a, b, p: [nn.Dropout(p), nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()],
+}
+
+
 class MultiTaskModel(MultiTaskArchitecture):
     """Hard parameter sharing: one backbone, one head per task (Caruana 1997).
 
@@ -56,6 +63,7 @@ class MultiTaskModel(MultiTaskArchitecture):
         input_shape=None,
         head_hidden: int | Sequence[int] | None = None,
         head_dropout: float = 0.0,
+        head_block: str = "linear_relu_dropout",
     ) -> "MultiTaskModel":
         """One backbone (built once) shared by all tasks, one head per task.
 
@@ -67,10 +75,17 @@ class MultiTaskModel(MultiTaskArchitecture):
         of Ganin et al., "Domain-Adversarial Training of Neural Networks" (JMLR 2016, Fig. 4a:
         fc 100 → ReLU → fc 100 → ReLU → fc 10).  The representation
         (what MGDA-UB and the alignment losses read) stays the backbone's output.
+        ``head_block="dropout_linear_bn_relu"`` makes each hidden block Dropout(head_dropout) →
+        Linear → BatchNorm1d → ReLU instead, the classifier Transfer-Learning-Library's MCD uses
+        (``tllib.alignment.mcd.ImageClassifierHead``: two such 1024-wide blocks, dropout 0.5).
         ``input_shape`` is accepted for a uniform signature and unused.
         """
         tasks = check_tasks(tasks, "hard parameter sharing")
+        if head_block not in HEAD_BLOCKS:
+            raise ValueError(f"hard parameter sharing: head_block must be one of {', '.join(HEAD_BLOCKS)}, got {head_block!r}")
         if head_hidden is None:
+            if head_block != "linear_relu_dropout":
+                raise ValueError(f"hard parameter sharing: head_block={head_block!r} needs head_hidden (the hidden widths)")
             if head_dropout:
                 raise ValueError(f"hard parameter sharing: head_dropout={head_dropout} needs head_hidden (the hidden width)")
             return cls.from_tasks(backbone_factory(), tasks)
@@ -88,7 +103,7 @@ class MultiTaskModel(MultiTaskArchitecture):
         def head(task: TaskSpec) -> nn.Sequential:
             layers: list[nn.Module] = []
             for a, b in zip(sizes[:-1], sizes[1:]):
-                layers += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(head_dropout)]
+                layers += HEAD_BLOCKS[head_block](a, b, head_dropout)
             return nn.Sequential(*layers, task.make_head(sizes[-1]))
 
         heads = {name: head(task) for name, task in tasks.items()}

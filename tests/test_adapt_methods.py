@@ -426,8 +426,9 @@ def test_each_method_documents_its_paper_and_its_defaults(name):
     assert cls.name == name and entry.summary == first, "mtlda list shows the docstring's first line"
     assert first.endswith(".") and len(first) <= 110, f"{name}: one short line first, for mtlda list"
     assert re.search(r"\b(19|20)\d\d\b", first) or "baseline" in first, f"{name}: the first line names the paper"
-    # the harness supplies only what it knows from the model: the feature size and the number of classes
-    assert set(cls.derived_arguments) <= {"feature_dim", "num_classes"} & set(inspect.signature(cls).parameters)
+    # the harness supplies only what it knows from the model: the feature size, the number of classes
+    # and the classifier head (for methods whose extra classifiers are shaped like it)
+    assert set(cls.derived_arguments) <= {"feature_dim", "num_classes", "head"} & set(inspect.signature(cls).parameters)
     settable = _settable(entry)
     for key, parameter in settable.items():
         assert parameter.default is not parameter.empty, f"{name}.{key} has no default (give the paper's)"

@@ -31,8 +31,9 @@ class AdaptationMethod(nn.Module):
     #: the name configs use (``method.name``); a class that sets one is registered in :data:`METHODS`
     name: str = ""
     #: constructor arguments that follow from the model, not hyperparameters: ``feature_dim`` (the
-    #: backbone's output size), ``num_classes``.  Whoever builds the method passes them (the harness
-    #: does); a config cannot set them
+    #: backbone's output size), ``num_classes``, ``head`` (the classifier module, for methods whose extra
+    #: classifiers copy its layers).  Whoever builds the method passes them (the harness does); a config
+    #: cannot set them
     derived_arguments: tuple[str, ...] = ()
     #: False only for the no-adaptation baseline, which changes neither training nor evaluation (a problem
     #: without a target domain accepts that method alone)

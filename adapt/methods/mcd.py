@@ -1,6 +1,7 @@
 """Maximum Classifier Discrepancy (MCD)."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 import torch
@@ -30,6 +31,20 @@ def _forget_momentum(optimizer, module: nn.Module) -> None:
             state.pop("momentum_buffer", None)
 
 
+def _fresh_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with every layer's parameters initialised anew (``reset_parameters``)."""
+    copied = copy.deepcopy(module)
+    for layer in copied.modules():
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+        elif any(True for _ in layer.parameters(recurse=False)):
+            raise ValueError(
+                f"MCD cannot initialise a second classifier like the head: its {type(layer).__name__} layer "
+                "has parameters but no reset_parameters()"
+            )
+    return copied
+
+
 def class_balance_loss(logits: Tensor, eps: float = 1e-6) -> Tensor:
     """``−1/C Σ_c log(p̄_c + eps)`` with ``p̄`` the batch mean of ``softmax(logits)``.
 
@@ -48,9 +63,10 @@ class MCD(AdaptationMethod):
     Saito, Watanabe, Ushiku & Harada, "Maximum Classifier Discrepancy for
     Unsupervised Domain Adaptation", CVPR 2018.
 
-    Two classifiers F1 (the model's head) and F2 (``second_classifier``, an
-    extra ``Linear(feature_dim, num_classes)`` shaped like the head) share the
-    generator G (the backbone).  Each iteration (:meth:`update`) runs
+    Two classifiers F1 (the model's head) and F2 (``second_classifier``, a
+    freshly initialised copy of ``head``, or ``Linear(feature_dim, num_classes)``
+    when no head is given) share the generator G (the backbone).  The harness
+    passes the model's head, so F2 always has F1's layers.  Each iteration (:meth:`update`) runs
 
     * A (:meth:`step_a`): G, F1, F2 minimise the source cross-entropy of both
       classifiers;
@@ -77,10 +93,14 @@ class MCD(AdaptationMethod):
     * ``generator_momentum=False``: G steps by plain SGD while F1 and F2 keep the
       optimiser's momentum, as TLLib's two optimisers do (``optimizer_g`` without
       momentum, ``optimizer_f`` with 0.9).  It needs SGD without Nesterov.
+    * ``joint_generator_batch=True``: step C forwards the source batch with the
+      target one, as ``mcd.py`` does, and measures the discrepancy on the target
+      half.  It matters when the classifiers have batch norm or dropout (TLLib's
+      heads: ``model.architecture_args.head_block=dropout_linear_bn_relu``).
     """
 
     name = "mcd"
-    derived_arguments = ("feature_dim", "num_classes")
+    derived_arguments = ("feature_dim", "num_classes", "head")
     term_names = ("source_ce", "discrepancy")
     owns_update = True
 
@@ -92,17 +112,20 @@ class MCD(AdaptationMethod):
         trade_off: float = 1.0,
         entropy_trade_off: float = 0.0,
         generator_momentum: bool = True,
+        joint_generator_batch: bool = False,
+        head: nn.Module | None = None,
     ):
         super().__init__()
         if num_generator_steps < 1:
             raise ValueError(f"MCD needs at least one generator step, got {num_generator_steps}")
         if entropy_trade_off < 0:
             raise ValueError(f"MCD entropy_trade_off must be non-negative, got {entropy_trade_off}")
-        self.second_classifier = nn.Linear(feature_dim, num_classes)
+        self.second_classifier = _fresh_copy(head) if head is not None else nn.Linear(feature_dim, num_classes)
         self.num_generator_steps = int(num_generator_steps)
         self.trade_off = float(trade_off)
         self.entropy_trade_off = float(entropy_trade_off)
         self.generator_momentum = bool(generator_momentum)
+        self.joint_generator_batch = bool(joint_generator_batch)
 
     def _balance(self, first_logits: Tensor, second_logits: Tensor) -> Tensor:
         return self.entropy_trade_off * (class_balance_loss(first_logits) + class_balance_loss(second_logits))
@@ -150,11 +173,19 @@ class MCD(AdaptationMethod):
         optimizer.step()
         return discrepancy.detach()
 
-    def step_c(self, *, model, task, target_images, optimizer) -> Tensor:
+    def step_c(self, *, model, task, target_images, optimizer, source_images=None) -> Tensor:
         """F1, F2 fixed: G makes them agree on the target (one generator step)."""
         optimizer.zero_grad(set_to_none=True)
-        features = model.backbone(target_images)
-        discrepancy = classifier_discrepancy(model.heads[task.name](features), self.second_classifier(features))
+        if self.joint_generator_batch:
+            if source_images is None:
+                raise ValueError("MCD with joint_generator_batch=True needs the source batch in step C")
+            num_source = source_images.shape[0]
+            features = model.backbone(torch.cat([source_images, target_images]))
+            first, second = model.heads[task.name](features), self.second_classifier(features)
+            discrepancy = classifier_discrepancy(first[num_source:], second[num_source:])
+        else:
+            features = model.backbone(target_images)
+            discrepancy = classifier_discrepancy(model.heads[task.name](features), self.second_classifier(features))
         (self.trade_off * discrepancy).backward()
         # the gradient had to pass through F1 and F2 to reach G, but they must not move
         _keep_fixed([model.heads[task.name], self.second_classifier])
@@ -175,5 +206,7 @@ class MCD(AdaptationMethod):
             optimizer=optimizer,
         )
         for _ in range(self.num_generator_steps):
-            discrepancy = self.step_c(model=model, task=task, target_images=target_images, optimizer=optimizer)
+            discrepancy = self.step_c(
+                model=model, task=task, target_images=target_images, optimizer=optimizer, source_images=source_images
+            )
         return {"source_ce": source_ce, "discrepancy": discrepancy}

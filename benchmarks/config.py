@@ -209,6 +209,14 @@ class TrainConfig:
     #: at the end, write the reported model's backbone to <run dir>/backbone.pt (for transfer
     #: with model.weights=<that path>)
     save_backbone: bool = False
+    #: domain adaptation: before the method, train the model (backbone, bottleneck, heads) on the labelled
+    #: source alone for this many epochs of train.steps_per_epoch steps, with a fresh optimiser of the same
+    #: kind at source_pretraining_lr and the lr schedule counted from its own step 0; the method then starts
+    #: from those weights with a fresh optimiser (Transfer-Learning-Library's bsp.py: 3 epochs at 0.001).
+    #: Kept in <run dir>/source_pretraining/, resumable; 0: none (benchmarks/source_pretraining.py)
+    source_pretraining_epochs: int = 0
+    #: the source pretraining's learning rate (null: optim.lr)
+    source_pretraining_lr: Optional[float] = None
 
 
 @dataclass
@@ -317,6 +325,8 @@ RANGES = {
     "train.gradient_diagnostics_every": Range(1),
     "train.threads": Range(1),
     "train.validator_samples": Range(2),
+    "train.source_pretraining_epochs": Range(0),
+    "train.source_pretraining_lr": Range(0, low_open=True),
 }
 #: list-valued keys: the range each entry must lie in
 LIST_RANGES = {"data.mean": Range(), "data.std": Range(0, low_open=True)}

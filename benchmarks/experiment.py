@@ -31,6 +31,7 @@ from .phases import PhasePlan
 from .problems import DomainAdaptationProblem, MultiTaskProblem
 from .problems.domain_adaptation import check_validators
 from .selection import check_selection_metric
+from .source_pretraining import pretrain_on_source, pretraining_config, read_summary
 from .records import atomic_write_json, git_commit, hardware, package_versions
 
 log = logging.getLogger(__name__)
@@ -317,6 +318,8 @@ def check_config(cfg: DictConfig) -> None:
     the key).  Value ranges were checked when the config was merged (:func:`benchmarks.config.check_values`)."""
     check_selection_metric(cfg.train.selection_metric, cfg.train.oracle_selection)
     check_backbone_export(cfg)
+    if cfg.train.source_pretraining_epochs:
+        pretraining_config(cfg)  # refuses a problem or setting the stage cannot have
     if cfg.problem == "domain_adaptation":
         registry.check_config_arguments(registry.METHODS, "method", cfg.method.name, cfg.method.args)
         check_validators(cfg.train.validators, cfg.train.validator_samples)
@@ -448,8 +451,16 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> dict:
     commit = git_commit()  # the code the run starts with, not whatever is checked out when it ends
     wall = time.perf_counter()
     check_backbone_export(cfg)
+    check_config(cfg)  # before a source pretraining stage trains anything
+    # a source-only stage first (train.source_pretraining_epochs), unless the run itself has started already
+    started_before = (run_dir / "checkpoints" / "last.pt").exists()
+    pretrained = None if started_before else pretrain_on_source(cfg, run_dir, build_trainer)
     trainer = build_trainer(cfg, run_dir, callbacks)
+    if pretrained is not None:
+        trainer.problem.model.load_state_dict(pretrained[0])  # the method's own networks start fresh
     result = trainer.fit()
+    if cfg.train.source_pretraining_epochs:
+        result["source_pretraining"] = pretrained[1] if pretrained is not None else read_summary(run_dir)
     if cfg.train.save_backbone:  # the reported (selected) weights: fit() loaded them for the test evaluation
         result["backbone_path"] = save_trained_backbone(trainer.problem.model.backbone, run_dir)
     record = {

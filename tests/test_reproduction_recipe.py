@@ -236,7 +236,8 @@ def _with_epochs(rows, epochs):
 def test_each_tllib_number_stands_beside_exactly_its_suite_rows(tmp_path):
     """Every TLLib entry of references.yaml reaches its method's suite row for its task (and the LIBSVM-copy row
     of a flagship method), under each script's own lr schedule (constant for mcd.py and afn.py), and no other:
-    MCD's number stands beside the entry with mcd.py's three-layer heads, not the linear-head ablation."""
+    MCD's number stands beside the entry with mcd.py's three-layer heads and BSP's beside the one with bsp.py's
+    source pretraining, not beside their ablations."""
     from benchmarks.report import DEFAULT_REFERENCES, load_references
 
     rows = _rows(SUITE, tmp_path)
@@ -244,7 +245,8 @@ def test_each_tllib_number_stands_beside_exactly_its_suite_rows(tmp_path):
     assert len(refs) == 18
     for ref in refs:
         method, task = ref.match["method.name"], "m2u" if ref.setting.startswith("MNIST→") else "u2m"
-        expected = {f"{task}/{method}_tllib_heads" if method == "mcd" else f"{task}/{method}"}
+        faithful = {"mcd": "mcd_tllib_heads", "bsp": "bsp_source_pretrained"}.get(method, method)
+        expected = {f"{task}/{faithful}"}
         if method in ("source_only", "dann", "cdan", "mcc"):
             expected.add(f"{task}_libsvm/{method}")
         assert {row.label for row in rows if ref.applies_to(row)} == expected, ref.label
@@ -273,3 +275,36 @@ def test_published_digits_numbers_stand_only_beside_runs_of_the_published_recipe
     assert len(other) > 10
     wrongly = sorted({(row.label, ref.label) for row in other for ref in refs if ref.applies_to(row)})
     assert not wrongly, wrongly
+
+
+@pytest.mark.parametrize(
+    "faithful, ablation, keys",
+    [
+        ("mcd_tllib_heads", "mcd", {"model.architecture_args", "method.args.joint_generator_batch"}),
+        ("bsp_source_pretrained", "bsp", {"train.source_pretraining_epochs", "train.source_pretraining_lr"}),
+    ],
+)
+def test_each_faithful_entry_differs_from_its_ablation_only_in_the_reference_setting(faithful, ablation, keys, tmp_path):
+    """`*/mcd` and `*/bsp` keep the recipe minus mcd.py's heads / bsp.py's pretraining, and nothing else differs."""
+    from omegaconf import OmegaConf
+
+    def flat(cfg):
+        out = {}
+
+        def walk(node, prefix):
+            for key, value in node.items():
+                dotted = f"{prefix}{key}"
+                if isinstance(value, dict) and value and dotted != "model.architecture_args":
+                    walk(value, dotted + ".")
+                else:
+                    out[dotted] = value
+
+        walk(OmegaConf.to_container(cfg, resolve=True), "")
+        return out
+
+    for task in ("m2u", "u2m"):
+        _, runs = plan_suite(SUITE, tmp_path / task, seeds=[0], only=[f"{task}/{faithful}", f"{task}/{ablation}"])
+        configs = {r.experiment: flat(r.config) for r in runs}
+        a, b = configs[f"{task}/{faithful}"], configs[f"{task}/{ablation}"]
+        differing = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} - {"name"}
+        assert differing == keys

@@ -217,6 +217,10 @@ class TrainConfig:
     source_pretraining_epochs: int = 0
     #: the source pretraining's learning rate (null: optim.lr)
     source_pretraining_lr: Optional[float] = None
+    #: domain adaptation: forward the source batch and then the target batch through the model in two
+    #: passes, so batch norm normalises each domain with its own batch statistics (Transfer-Learning-
+    #: Library's afn.py and dan.py); false: one pass over the joint batch (dann.py, cdan.py, mcc.py, ...)
+    forward_domains_separately: bool = False
 
 
 @dataclass

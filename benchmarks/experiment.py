@@ -172,7 +172,7 @@ def build_problem(cfg: DictConfig, device: torch.device):
         problem = DomainAdaptationProblem(
             model, method, source, target,
             validators=list(cfg.train.validators), validator_samples=cfg.train.validator_samples,
-            extra_terms=extra, **common,
+            extra_terms=extra, forward_domains_separately=cfg.train.forward_domains_separately, **common,
         )
     else:
         problem = MultiTaskProblem(model, dataset, extra_terms=extra, **common)
@@ -323,6 +323,14 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.problem == "domain_adaptation":
         registry.check_config_arguments(registry.METHODS, "method", cfg.method.name, cfg.method.args)
         check_validators(cfg.train.validators, cfg.train.validator_samples)
+    if cfg.train.forward_domains_separately:
+        if cfg.problem != "domain_adaptation":
+            raise ConfigError(f"train.forward_domains_separately applies to domain adaptation only (problem is {cfg.problem!r}); remove it")
+        if registry.METHODS[cfg.method.name].factory.owns_update:
+            raise ConfigError(
+                f"train.forward_domains_separately has no effect with method '{cfg.method.name}', whose own update "
+                "forwards its batches; remove it"
+            )
     registry.check_config_arguments(registry.WEIGHTINGS, "weighting", cfg.weighting.name, cfg.weighting.args)
     registry.check_config_arguments(
         registry.ARCHITECTURES, "architecture", cfg.model.architecture, cfg.model.architecture_args

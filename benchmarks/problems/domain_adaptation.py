@@ -107,6 +107,7 @@ class DomainAdaptationProblem(Problem):
         validators: Sequence[str] | None = None,
         validator_samples: int = 2000,
         extra_terms: ExtraTerms | None = None,
+        forward_domains_separately: bool = False,
     ):
         super().__init__()
         if set(source.tasks) != set(target.tasks):
@@ -119,6 +120,8 @@ class DomainAdaptationProblem(Problem):
         self.method = method
         #: self-supervised objectives (on source and/or target images) and fine-tuning regularisers, or None
         self.extra_terms = extra_terms
+        #: two forward passes per step, source then target (batch norm sees each domain alone), instead of one
+        self.forward_domains_separately = bool(forward_domains_separately)
         self.tasks = dict(source.tasks)
         self.preprocess = preprocess
         self.eval_batch_size = eval_batch_size
@@ -158,10 +161,13 @@ class DomainAdaptationProblem(Problem):
         if self.method.uses_target_in_training or (extra is not None and extra.reads_domain("target")):
             target_images, _ = self.target_batches.next()
             target = self.preprocess(target_images)
-        # one forward over both domains: BatchNorm sees the joint batch, as in DANN
+        # one forward over both domains: BatchNorm sees the joint batch, as in DANN (or one per domain)
         images = torch.cat([source, target]) if self.method.uses_target_in_training else source
         with extra.watch(self.model.backbone) if extra is not None else contextlib.nullcontext():
-            outputs, features = self.model(images, return_features=True)
+            if self.forward_domains_separately and self.method.uses_target_in_training:
+                outputs, features = self._forward_each_domain(source, target)
+            else:
+                outputs, features = self.model(images, return_features=True)
         terms = {name: task.loss(outputs[name][:n_source], source_labels[name]) for name, task in self.tasks.items()}
         if extra is not None:
             terms.update(extra.terms(
@@ -186,6 +192,14 @@ class DomainAdaptationProblem(Problem):
             raise ValueError(f"alignment term names {sorted(clash)} clash with task or extra term names")
         terms.update(alignment)
         return terms, features
+
+    def _forward_each_domain(self, source, target):
+        """The model's outputs and features for source then target, each from its own forward pass, joined
+        in the order the joint pass would give them."""
+        source_outputs, source_features = self.model(source, return_features=True)
+        target_outputs, target_features = self.model(target, return_features=True)
+        outputs = {name: torch.cat([source_outputs[name], target_outputs[name]]) for name in source_outputs}
+        return outputs, torch.cat([source_features, target_features])
 
     @property
     def owns_update(self) -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError
+from .distributed import world_size
 from .records import atomic_write_json
 
 #: the stage's folder inside the run directory, and the summary it leaves there (not a record.json, so
@@ -32,8 +33,6 @@ SUMMARY = "summary.json"
 def pretraining_config(cfg: DictConfig) -> DictConfig:
     """The config of the source-only stage: ``cfg`` with the method, lr, length and selection replaced
     (a ConfigError when the config cannot have one)."""
-    from .distributed import world_size
-
     if world_size() > 1:
         raise ConfigError("train.source_pretraining_epochs is not supported under torchrun; run it on one process")
     if cfg.problem != "domain_adaptation":

@@ -458,8 +458,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> dict:
     started = datetime.now(timezone.utc)
     commit = git_commit()  # the code the run starts with, not whatever is checked out when it ends
     wall = time.perf_counter()
-    check_backbone_export(cfg)
-    check_config(cfg)  # before a source pretraining stage trains anything
+    check_config(cfg)  # before a source pretraining stage trains anything (it checks the backbone export too)
     # a source-only stage first (train.source_pretraining_epochs), unless the run itself has started already
     started_before = (run_dir / "checkpoints" / "last.pt").exists()
     pretrained = None if started_before else pretrain_on_source(cfg, run_dir, build_trainer)

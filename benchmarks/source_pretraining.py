@@ -3,8 +3,7 @@
 Some reference recipes do not start the adaptation from random weights: Transfer-Learning-Library's
 ``bsp.py`` first trains the classifier (backbone, bottleneck, head) on the labelled source alone for
 3 epochs with its own SGD at ``--pretrain-lr 0.001`` and the same ``lr·(1 + γi)^−0.75`` schedule,
-then loads those weights and starts BSP with a fresh optimiser and the schedule back at step 0
-(Chen et al., ICML 2019, fine-tune from a source-trained network as well).
+then loads those weights and starts BSP with a fresh optimiser and the schedule back at step 0.
 
 Here that first stage is an ordinary run of the same config with ``method.name=source_only``
 (source batches only, so batch norm sees no target data), ``optim.lr`` set to

@@ -161,13 +161,14 @@ def build_problem(cfg: DictConfig, device: torch.device):
     # self-supervised terms and fine-tuning regularisers (benchmarks/objectives.py), or None
     extra = objectives.build_extra_terms(cfg, model, tasks, input_shape, objectives.DOMAINS[cfg.problem])
     if cfg.problem == "domain_adaptation":
+        first_task = next(iter(tasks))
         method = registry.build(
             registry.METHODS,
             "method",
             cfg.method.name,
             cfg.method.args,
-            {"feature_dim": backbone.out_features, "num_classes": next(iter(tasks.values())).output_size,
-             "head": model.heads[next(iter(tasks))]},
+            {"feature_dim": backbone.out_features, "num_classes": tasks[first_task].output_size,
+             "head": model.heads[first_task]},
         )
         problem = DomainAdaptationProblem(
             model, method, source, target,
@@ -464,10 +465,10 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, callbacks=()) -> dict:
     pretrained = None if started_before else pretrain_on_source(cfg, run_dir, build_trainer)
     trainer = build_trainer(cfg, run_dir, callbacks)
     if pretrained is not None:
-        trainer.problem.model.load_state_dict(pretrained[0])  # the method's own networks start fresh
+        trainer.problem.model.load_state_dict(pretrained)  # the method's own networks start fresh
     result = trainer.fit()
     if cfg.train.source_pretraining_epochs:
-        result["source_pretraining"] = pretrained[1] if pretrained is not None else read_summary(run_dir)
+        result["source_pretraining"] = read_summary(run_dir)
     if cfg.train.save_backbone:  # the reported (selected) weights: fit() loaded them for the test evaluation
         result["backbone_path"] = save_trained_backbone(trainer.problem.model.backbone, run_dir)
     record = {

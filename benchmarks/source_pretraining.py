@@ -54,10 +54,11 @@ def pretraining_config(cfg: DictConfig) -> DictConfig:
     return stage
 
 
-def pretrain_on_source(cfg: DictConfig, run_dir: Path, build_trainer) -> tuple[dict, dict] | None:
-    """Run (or resume, or read back) the source-only stage of ``cfg`` in ``run_dir/source_pretraining``.
+def pretrain_on_source(cfg: DictConfig, run_dir: Path, build_trainer) -> dict | None:
+    """Run (or resume, or read back) the source-only stage of ``cfg`` in ``run_dir/source_pretraining``
+    and leave its summary there (:func:`read_summary`).
 
-    Returns ``(model weights, summary)``, or None when the config has no stage. ``build_trainer`` is
+    Returns the model weights, or None when the config has no stage. ``build_trainer`` is
     :func:`benchmarks.experiment.build_trainer` (passed in to avoid a circular import).
     """
     if not cfg.train.source_pretraining_epochs:
@@ -74,10 +75,10 @@ def pretrain_on_source(cfg: DictConfig, run_dir: Path, build_trainer) -> tuple[d
         "history": result["history"],
     }
     atomic_write_json(folder / SUMMARY, summary)
-    return trainer.problem.model.state_dict(), summary
+    return trainer.problem.model.state_dict()
 
 
 def read_summary(run_dir: Path) -> dict | None:
-    """The stage's summary left in a run directory by an earlier, interrupted session (None if absent)."""
+    """The stage's summary that :func:`pretrain_on_source` left in a run directory (None if absent)."""
     path = Path(run_dir) / FOLDER / SUMMARY
     return json.loads(path.read_text()) if path.is_file() else None

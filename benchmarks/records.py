@@ -66,6 +66,10 @@ def git_commit(start: str | Path | None = None) -> dict[str, object]:
         )
         return {"commit": commit, "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
+        # A copy of the code without its .git folder (a borrowed machine): the caller may name the commit.
+        named = os.environ.get("MTLDA_SOURCE_COMMIT")
+        if named:
+            return {"commit": named, "dirty": None, "commit_from": "MTLDA_SOURCE_COMMIT"}
         return {"commit": None, "dirty": None}
 
 

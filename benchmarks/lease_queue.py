@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--max-parallel", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     parser.add_argument("--calibration-steps", type=int, default=300)
+    parser.add_argument("--parallel", type=int, default=0,
+                        help="skip calibration and planning: start the queued runs in order, this many at a time")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="dotted overrides for every queued run (for example a shorter train.epochs)")
     args = parser.parse_args(argv)
@@ -194,13 +196,17 @@ def main(argv: list[str] | None = None) -> int:
     steps = {(r.experiment, r.seed): total_steps(r.config) for r in planned}
     queue = [QueuedRun(name, seed, steps[(name, seed)]) for name, seed in parsed]
 
-    costs, measured_parallel, slowdown = calibrate(args.suite, names, args.output / "_calibration", args.data_root,
-                                                   args.device, args.calibration_steps, args.max_parallel)
-    if not costs:
-        print("calibration failed for every experiment; nothing started", flush=True)
-        return 1
-    parallel, chosen = plan_queue(queue, costs, measured_parallel, slowdown, deadline - time.monotonic(),
-                                  args.max_parallel)
+    if args.parallel:
+        parallel, chosen = args.parallel, list(queue)
+    else:
+        costs, measured_parallel, slowdown = calibrate(args.suite, names, args.output / "_calibration",
+                                                       args.data_root, args.device, args.calibration_steps,
+                                                       args.max_parallel)
+        if not costs:
+            print("calibration failed for every experiment; nothing started", flush=True)
+            return 1
+        parallel, chosen = plan_queue(queue, costs, measured_parallel, slowdown, deadline - time.monotonic(),
+                                      args.max_parallel)
     print(f"plan: {len(chosen)} of {len(queue)} runs, {parallel} at a time, "
           f"{deadline - time.monotonic():.0f} s left", flush=True)
 

@@ -52,8 +52,17 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit(start: str | Path | None = None) -> dict[str, object]:
-    """Commit of the code that ran, and whether the tree had uncommitted changes."""
+    """Commit of the code that ran, and whether the tree had uncommitted changes.
+
+    ``MTLDA_SOURCE_COMMIT``, when set, is recorded instead of asking git: on a machine that
+    received a copy of the working tree, the copy's .git can be an older commit than its files.
+    """
     cwd = Path(start or Path(__file__).resolve().parent)
+    named = os.environ.get("MTLDA_SOURCE_COMMIT")
+    if named:
+        # The caller says which commit's tree this is: a copy on a borrowed machine, whose own
+        # .git (if any) need not match the files that were sent.
+        return {"commit": named, "dirty": None, "commit_from": "MTLDA_SOURCE_COMMIT"}
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
@@ -66,10 +75,6 @@ def git_commit(start: str | Path | None = None) -> dict[str, object]:
         )
         return {"commit": commit, "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
-        # A copy of the code without its .git folder (a borrowed machine): the caller may name the commit.
-        named = os.environ.get("MTLDA_SOURCE_COMMIT")
-        if named:
-            return {"commit": named, "dirty": None, "commit_from": "MTLDA_SOURCE_COMMIT"}
         return {"commit": None, "dirty": None}
 
 

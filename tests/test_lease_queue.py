@@ -60,15 +60,21 @@ def test_partial_history_keeps_the_completed_epochs_of_a_stopped_run(tmp_path):
     assert not (tmp_path / "record.json").exists()
 
 
-def test_a_copy_without_git_records_the_commit_named_in_the_environment(tmp_path, monkeypatch):
-    def no_git(*args, **kwargs):
+def test_a_commit_named_in_the_environment_wins_over_a_copy_s_own_git(tmp_path, monkeypatch):
+    calls = []
+
+    def git(*args, **kwargs):
+        calls.append(args)
         raise OSError("git is not installed")
 
-    monkeypatch.setattr(subprocess, "run", no_git)
+    monkeypatch.setattr(subprocess, "run", git)
     monkeypatch.delenv("MTLDA_SOURCE_COMMIT", raising=False)
     assert records.git_commit(tmp_path) == {"commit": None, "dirty": None}
+    assert calls
+    calls.clear()
     monkeypatch.setenv("MTLDA_SOURCE_COMMIT", "0d37d1e")
     assert records.git_commit(tmp_path) == {"commit": "0d37d1e", "dirty": None, "commit_from": "MTLDA_SOURCE_COMMIT"}
+    assert not calls  # git is not asked: a stale .git in a copied tree cannot override the caller
 
 
 def test_runs_of_one_method_on_other_tasks_share_its_calibration():

@@ -161,15 +161,17 @@ def calibrate(suite: Path, names: list[str], scratch: Path, data_root: str, devi
     return {method_of(n): cost for n, cost in together.items()}, len(group), slowdown
 
 
-def _partial_history(run_dir: Path) -> None:
+def _partial_history(run_dir: Path) -> bool:
+    """Write ``partial_history.json`` from a stopped run's last checkpoint; False when it finished no epoch."""
     last = run_dir / "checkpoints" / "last.pt"
     if not last.exists():
-        return
+        return False
     state = torch.load(last, map_location="cpu", weights_only=False)
     (run_dir / "partial_history.json").write_text(json.dumps(
         {"note": "stopped when the device window closed; epochs completed so far (not a record)",
          "epoch": state.get("epoch"), "global_step": state.get("global_step"), "history": state.get("history")},
         indent=1, default=str))
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             os.killpg(proc.pid, signal.SIGKILL)
     stopped = [r for r in planned if (r.experiment, r.seed) in running]
     for run in stopped:
-        _partial_history(run.run_dir)
-        print(f"stopped: {run.experiment} seed {run.seed} (partial_history.json written)", flush=True)
+        kept = "partial_history.json written" if _partial_history(run.run_dir) else "no epoch completed"
+        print(f"stopped: {run.experiment} seed {run.seed} ({kept})", flush=True)
     for run in planned:
         if (run.experiment, run.seed) not in {(r.name, r.seed) for r in queue}:
             continue

@@ -54,7 +54,8 @@ def test_partial_history_keeps_the_completed_epochs_of_a_stopped_run(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     history = [{"epoch": 1, "test/target/digit/accuracy": 0.5}, {"epoch": 2, "test/target/digit/accuracy": 0.6}]
     torch.save({"epoch": 2, "global_step": 5000, "history": history}, tmp_path / "checkpoints" / "last.pt")
-    lease_queue._partial_history(tmp_path)
+    assert not lease_queue._partial_history(tmp_path / "never_checkpointed")
+    assert lease_queue._partial_history(tmp_path)
     saved = json.loads((tmp_path / "partial_history.json").read_text())
     assert saved["epoch"] == 2 and saved["global_step"] == 5000 and saved["history"] == history
     assert not (tmp_path / "record.json").exists()

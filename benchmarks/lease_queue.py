@@ -87,8 +87,9 @@ def plan_queue(runs: list[QueuedRun], seconds_per_step: dict[str, float], measur
                measured_slowdown: float, seconds_left: float, max_parallel: int) -> tuple[int, list[QueuedRun]]:
     """The parallelism and the runs (queue order kept) that finish the most runs within ``seconds_left``.
 
-    ``seconds_per_step[name]`` is a run's cost measured with ``measured_parallel`` processes at once,
-    where the reference experiment ran ``measured_slowdown`` times slower than alone.
+    ``seconds_per_step[method]`` is a step's cost for runs of that method (:func:`method_of`), measured
+    with ``measured_parallel`` processes at once, where the reference experiment ran
+    ``measured_slowdown`` times slower than alone.  Runs of an unmeasured method are never planned.
     """
     best: tuple[int, list[QueuedRun]] = (1, [])
     for parallel in range(1, max_parallel + 1):
@@ -118,8 +119,8 @@ def _command(suite: Path, name: str, seed: int, output: Path, data_root: str, de
 def _start(cmd: list[str], log: Path) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    handle = open(log, "w")
-    return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
 def _record(run_dir: Path) -> dict | None:
@@ -191,10 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.window
 
-    parsed = [parse_run(text) for text in args.runs]
-    names = list(dict.fromkeys(name for name, _ in parsed))
-    _, planned = plan_suite(args.suite, args.output, only=names, seeds=sorted({s for _, s in parsed}),
-                            overrides=args.set)
+    try:  # a malformed entry or an unknown experiment: one line before anything starts
+        parsed = [parse_run(text) for text in args.runs]
+        names = list(dict.fromkeys(name for name, _ in parsed))
+        _, planned = plan_suite(args.suite, args.output, only=names, seeds=sorted({s for _, s in parsed}),
+                                overrides=args.set)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     steps = {(r.experiment, r.seed): total_steps(r.config) for r in planned}
     queue = [QueuedRun(name, seed, steps[(name, seed)]) for name, seed in parsed]
 

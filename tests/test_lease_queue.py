@@ -83,3 +83,14 @@ def test_runs_of_one_method_on_other_tasks_share_its_calibration():
     runs = [QueuedRun("m2u/dann", 1, 10), QueuedRun("u2m/dann", 1, 10), QueuedRun("u2m/mcc", 1, 10)]
     _, chosen = plan_queue(runs, {"dann": 0.01}, 1, 1.0, 1000.0, 4)
     assert [r.name for r in chosen] == ["m2u/dann", "u2m/dann"]
+
+
+def test_bad_queue_entries_are_one_error_line_before_anything_starts(tmp_path, capsys):
+    suite = "configs/suites/digits_tllib.yaml"
+    common = ["--window", "60", "--output", str(tmp_path), "--data-root", str(tmp_path), "--device", "cpu"]
+    assert lease_queue.main([suite, *common, "--runs", "m2u/dann"]) == 2
+    assert "NAME:SEED" in capsys.readouterr().err
+    assert lease_queue.main([suite, *common, "--runs", "m2u/no_such_method:0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no_such_method" in err and err.count("\n") == 1
+    assert not any(tmp_path.iterdir())  # nothing was started or written

@@ -99,6 +99,10 @@ class ModelConfig:
     #: true: the bottleneck's dropout scales kept units by 1/sqrt(1−p), preserving the expected
     #: squared feature norm (AFN's "L2-preserved dropout", Xu et al. 2019; mtl.bottleneck)
     bottleneck_l2_dropout: bool = False
+    #: default (PyTorch's initialisation) | normal: the bottleneck's and heads' Linear weights and biases
+    #: drawn from N(0, 0.01) and their batch-norm scales from N(1, 0.01) with zero shifts, as
+    #: Transfer-Learning-Library's AFN classifier initialises them (tllib/normalization/afn.py)
+    classifier_init: str = "default"
 
 
 @dataclass
@@ -137,6 +141,10 @@ class OptimConfig:
     lr_step_factor: float = 0.1
     #: learning rate of the weighting's own parameters (uncertainty log-variances); default: lr
     weighting_lr: Optional[float] = None
+    #: SGD only: the momentum of the feature extractor (the backbone under model.bottleneck_dim, or the
+    #: whole backbone without one); everything else keeps optim.momentum. null: optim.momentum for all.
+    #: Transfer-Learning-Library's afn.py steps LeNet with 0 and its bottleneck and head with 0.9.
+    backbone_momentum: Optional[float] = None
 
 
 @dataclass
@@ -322,6 +330,7 @@ RANGES = {
     "optim.lr_decay": Range(0),
     "optim.lr_step_factor": Range(0, 1, low_open=True),
     "optim.weighting_lr": Range(0),
+    "optim.backbone_momentum": Range(0, 1, high_open=True),
     "train.epochs": Range(1),
     "train.steps_per_epoch": Range(1),
     "train.patience": Range(1),
@@ -334,6 +343,8 @@ RANGES = {
 }
 #: list-valued keys: the range each entry must lie in
 LIST_RANGES = {"data.mean": Range(), "data.std": Range(0, low_open=True)}
+#: model.classifier_init's values (benchmarks/experiment.py, init_classifier)
+CLASSIFIER_INITS = ("default", "normal")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 #: what the metric keys must start with: selection reads validation metrics only, tables read reported ones
 METRIC_PREFIXES = {"train.selection_metric": ("val/",), "report": ("test/", "val/")}
@@ -431,6 +442,8 @@ def check_values(cfg: DictConfig, schema: DictConfig, source: str = "config") ->
                 f"optim.lr_schedule=multistep needs increasing whole epochs between 1 and train.epochs - 1 = {epochs - 1} "
                 "(e.g. optim.lr_milestones=[15,30]), and no other schedule reads them"
             )
+    if cfg.model.classifier_init not in CLASSIFIER_INITS:
+        raise ConfigError(f"{source}: 'model.classifier_init' is {cfg.model.classifier_init!r}; use {' or '.join(CLASSIFIER_INITS)}")
     device = cfg.train.device
     if not DEVICE_PATTERN.fullmatch(str(device)):
         raise ConfigError(f"{source}: 'train.device' is {device!r}; use auto, cpu, cuda, cuda:N or mps (--device sets it)")

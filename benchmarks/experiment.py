@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from mtl.pretrained import CheckpointMismatchError, pretrained_backbone, save_backbone, supported_backbones
 from mtl.bottleneck import WithBottleneck
@@ -157,6 +158,8 @@ def build_problem(cfg: DictConfig, device: torch.device):
                 f"but architecture '{cfg.model.architecture}' has no single shared representation; "
                 "set weighting.args.target=parameters or use another architecture"
             )
+    if cfg.model.classifier_init == "normal":
+        init_classifier_normal(model)
     backbone = getattr(model, "backbone", None)
     # self-supervised terms and fine-tuning regularisers (benchmarks/objectives.py), or None
     extra = objectives.build_extra_terms(cfg, model, tasks, input_shape, objectives.DOMAINS[cfg.problem])
@@ -180,6 +183,27 @@ def build_problem(cfg: DictConfig, device: torch.device):
     problem = problem.to(device)
     objectives.fit_delta_attention(problem, cfg.data.data_seed)  # before training; nothing without DELTA
     return problem
+
+
+def init_classifier_normal(model) -> None:
+    """``model.classifier_init=normal``: Transfer-Learning-Library's AFN initialisation of the classifier.
+
+    tllib/normalization/afn.py (``ImageClassifier``) draws the bottleneck's and the head's Linear
+    weights and biases from N(0, 0.01), its batch-norm scales from N(1, 0.01) and sets their
+    shifts to 0; the feature extractor keeps its own initialisation.
+    """
+    parts = [model.heads]
+    if isinstance(getattr(model, "backbone", None), WithBottleneck):
+        parts.append(model.backbone.bottleneck)
+    with torch.no_grad():
+        for module in (m for part in parts for m in part.modules()):
+            if isinstance(module, nn.Linear):
+                module.weight.normal_(0.0, 0.01)
+                if module.bias is not None:
+                    module.bias.normal_(0.0, 0.01)
+            elif isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine:
+                module.weight.normal_(1.0, 0.01)
+                module.bias.zero_()
 
 
 def _load_unlabelled(cfg: DictConfig, name: str):
@@ -271,11 +295,27 @@ def build_optimizer(cfg: DictConfig, problem, weighting, phase_plan: PhasePlan |
     if weighting_params:
         groups.append({"params": weighting_params, "lr": cfg.optim.weighting_lr or cfg.optim.lr, "weight_decay": 0.0})
     o = cfg.optim
+    if o.backbone_momentum is not None:
+        groups = split_feature_extractor(groups, feature_extractor(problem), o.backbone_momentum)
     if o.name == "sgd":
         return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov)
     if o.name == "adam":
         return torch.optim.Adam(groups, lr=o.lr, weight_decay=o.weight_decay)
     return torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def feature_extractor(problem) -> nn.Module:
+    """The network under the bottleneck (``model.bottleneck_dim``), or the whole backbone without one."""
+    backbone = problem.model.backbone
+    return backbone.backbone if isinstance(backbone, WithBottleneck) else backbone
+
+
+def split_feature_extractor(groups: list[dict], extractor: nn.Module, momentum: float) -> list[dict]:
+    """``groups`` with the extractor's parameters moved to a group of their own with ``momentum``."""
+    inside = {id(p) for p in extractor.parameters()}
+    rest = [{**g, "params": [p for p in g["params"] if id(p) not in inside]} for g in groups]
+    moved = [p for g in groups for p in g["params"] if id(p) in inside]
+    return [{"params": moved, "momentum": momentum, "name": "feature_extractor"}, *(g for g in rest if g["params"])]
 
 
 def _hparams(cfg: DictConfig) -> dict:
@@ -324,6 +364,15 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.problem == "domain_adaptation":
         registry.check_config_arguments(registry.METHODS, "method", cfg.method.name, cfg.method.args)
         check_validators(cfg.train.validators, cfg.train.validator_samples)
+    if cfg.optim.backbone_momentum is not None:
+        if cfg.optim.name != "sgd":
+            raise ConfigError(f"optim.backbone_momentum applies to SGD only (optim.name is {cfg.optim.name!r}); remove it")
+        if cfg.train.phases:
+            raise ConfigError("optim.backbone_momentum cannot be combined with train.phases (they group the backbone by block); remove one")
+        if cfg.optim.nesterov and cfg.optim.backbone_momentum == 0:
+            raise ConfigError("optim.backbone_momentum=0 with optim.nesterov=true: Nesterov needs a momentum; set optim.nesterov=false")
+        if cfg.problem == "self_supervised":
+            raise ConfigError("optim.backbone_momentum applies to problems with heads (domain_adaptation, multitask); remove it")
     if cfg.train.forward_domains_separately:
         if cfg.problem != "domain_adaptation":
             raise ConfigError(f"train.forward_domains_separately applies to domain adaptation only (problem is {cfg.problem!r}); remove it")

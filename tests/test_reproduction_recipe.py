@@ -237,7 +237,8 @@ def test_each_tllib_number_stands_beside_exactly_its_suite_rows(tmp_path):
     """Every TLLib entry of references.yaml reaches its method's suite row for its task (and the LIBSVM-copy row
     of a flagship method), under each script's own lr schedule (constant for mcd.py and afn.py), and no other:
     MCD's number stands beside the entry with mcd.py's three-layer heads, BSP's beside the one with bsp.py's
-    source pretraining and AFN's beside the one with afn.py's per-domain passes, not beside their ablations."""
+    source pretraining and AFN's beside the one with afn.py's per-domain passes, classifier initialisation and
+    backbone without momentum, not beside their ablations."""
     from benchmarks.report import DEFAULT_REFERENCES, load_references
 
     rows = _rows(SUITE, tmp_path)
@@ -245,7 +246,7 @@ def test_each_tllib_number_stands_beside_exactly_its_suite_rows(tmp_path):
     assert len(refs) == 18
     for ref in refs:
         method, task = ref.match["method.name"], "m2u" if ref.setting.startswith("MNIST→") else "u2m"
-        faithful = {"mcd": "mcd_tllib_heads", "bsp": "bsp_source_pretrained", "afn": "afn_per_domain_forward"}.get(method, method)
+        faithful = {"mcd": "mcd_tllib_heads", "bsp": "bsp_source_pretrained", "afn": "afn_tllib"}.get(method, method)
         expected = {f"{task}/{faithful}"}
         if method in ("source_only", "dann", "cdan", "mcc"):
             expected.add(f"{task}_libsvm/{method}")
@@ -283,6 +284,7 @@ def test_published_digits_numbers_stand_only_beside_runs_of_the_published_recipe
         ("mcd_tllib_heads", "mcd", {"model.architecture_args", "method.args.joint_generator_batch"}),
         ("bsp_source_pretrained", "bsp", {"train.source_pretraining_epochs", "train.source_pretraining_lr"}),
         ("afn_per_domain_forward", "afn", {"train.forward_domains_separately"}),
+        ("afn_tllib", "afn_per_domain_forward", {"model.classifier_init", "optim.backbone_momentum"}),
     ],
 )
 def test_each_faithful_entry_differs_from_its_ablation_only_in_the_reference_setting(faithful, ablation, keys, tmp_path):

@@ -371,8 +371,13 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError("optim.backbone_momentum cannot be combined with train.phases (they group the backbone by block); remove one")
         if cfg.optim.nesterov and cfg.optim.backbone_momentum == 0:
             raise ConfigError("optim.backbone_momentum=0 with optim.nesterov=true: Nesterov needs a momentum; set optim.nesterov=false")
-        if cfg.problem == "self_supervised":
-            raise ConfigError("optim.backbone_momentum applies to problems with heads (domain_adaptation, multitask); remove it")
+        if cfg.problem == "self_supervised" or cfg.model.architecture != "hps":
+            raise ConfigError(
+                "optim.backbone_momentum needs one shared backbone under task heads (model.architecture=hps, "
+                f"not a self_supervised problem; got {cfg.model.architecture!r}, {cfg.problem!r}); remove it"
+            )
+    if cfg.model.classifier_init != "default" and cfg.problem == "self_supervised":
+        raise ConfigError("model.classifier_init applies to problems with heads (domain_adaptation, multitask); remove it")
     if cfg.train.forward_domains_separately:
         if cfg.problem != "domain_adaptation":
             raise ConfigError(f"train.forward_domains_separately applies to domain adaptation only (problem is {cfg.problem!r}); remove it")

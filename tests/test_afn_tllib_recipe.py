@@ -74,6 +74,7 @@ def test_backbone_momentum_steps_the_extractor_by_plain_sgd_and_the_rest_with_mo
     (["optim.nesterov=true", "optim.backbone_momentum=0"], "Nesterov"),
     (["optim.backbone_momentum=1.5"], "optim.backbone_momentum"),
     (["model.classifier_init=xavier"], "model.classifier_init"),
+    (["problem=multitask", "model.architecture=mmoe", "optim.backbone_momentum=0"], "architecture=hps"),
 ])
 def test_bad_settings_are_one_error_naming_the_key(tiny_overrides, overrides, message):
     with pytest.raises(ConfigError, match=message):

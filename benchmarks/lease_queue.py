@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from .suite import plan_suite
+from .suite import plan_suite, read_record
 
 STARTUP_SECONDS = 25.0  # process start, imports, data load: added to every predicted run
 SAFETY = 1.15  # predicted durations are multiplied by this
@@ -123,11 +123,6 @@ def _start(cmd: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def _record(run_dir: Path) -> dict | None:
-    path = run_dir / "record.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def calibrate(suite: Path, names: list[str], scratch: Path, data_root: str, device: str,
               steps: int, limit: int) -> tuple[dict[str, float], int, float]:
     """Seconds per step of each method under contention, how many ran at once, and the first name's slowdown."""
@@ -195,13 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     try:  # a malformed entry or an unknown experiment: one line before anything starts
         parsed = [parse_run(text) for text in args.runs]
         names = list(dict.fromkeys(name for name, _ in parsed))
+        # the configs the child runs will have (`--data-root` is part of a run's identity), so the
+        # records they leave are read back through the suite's own identity check
         _, planned = plan_suite(args.suite, args.output, only=names, seeds=sorted({s for _, s in parsed}),
-                                overrides=args.set)
+                                overrides=[*args.set, f"data.root={args.data_root}"])
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    steps = {(r.experiment, r.seed): total_steps(r.config) for r in planned}
-    queue = [QueuedRun(name, seed, steps[(name, seed)]) for name, seed in parsed]
+    by_key = {(r.experiment, r.seed): r for r in planned}  # every name × seed; the queue reads its pairs
+    queue = [QueuedRun(name, seed, total_steps(by_key[(name, seed)].config)) for name, seed in parsed]
 
     if args.parallel:
         parallel, chosen = args.parallel, list(queue)
@@ -241,19 +238,17 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-    stopped = [r for r in planned if (r.experiment, r.seed) in running]
-    for run in stopped:
-        kept = "partial_history.json written" if _partial_history(run.run_dir) else "no epoch completed"
-        print(f"stopped: {run.experiment} seed {run.seed} ({kept})", flush=True)
-    for run in planned:
-        if (run.experiment, run.seed) not in {(r.name, r.seed) for r in queue}:
-            continue
-        record = _record(run.run_dir)
+    for key in running:
+        kept = "partial_history.json written" if _partial_history(by_key[key].run_dir) else "no epoch completed"
+        print(f"stopped: {key[0]} seed {key[1]} ({kept})", flush=True)
+    for queued in queue:
+        run = by_key[(queued.name, queued.seed)]
+        record = read_record(run)
         if record:
             metric = record["config"]["report"][0]
             print(f"record: {run.experiment} seed {run.seed}: {metric} {record['metrics'].get(metric)} "
                   f"({record['steps']} steps, {record['train_seconds']:.0f} s)", flush=True)
-    print(f"summary: {len(finished)} finished, {len(stopped)} stopped, {len(pending)} not started", flush=True)
+    print(f"summary: {len(finished)} finished, {len(running)} stopped, {len(pending)} not started", flush=True)
     return 0
 
 

@@ -22,3 +22,15 @@ def reported_metrics(record: dict) -> tuple[str, ...]:
     """The metrics a record's tables show: its config's ``report`` list, else its ``test/`` metrics sorted."""
     listed = (record.get("config") or {}).get("report")
     return tuple(listed) if listed else tuple(sorted(k for k in record["metrics"] if k.startswith("test/")))
+
+#: a method's extra classifiers (MCD's F2) beside the model's head: ``<split>/<task>/<label>_<metric>``
+#: with the head's name, the heads' ensemble or the best head as the label
+#: (:mod:`benchmarks.problems.extra_heads`)
+HEADS_ENSEMBLE = "heads_ensemble"
+BEST_HEAD = "best_head"
+
+
+def best_head_metric(metric: str) -> str:
+    """The metric of the best of a run's classifiers that goes with ``metric`` (``.../accuracy`` → ``.../best_head_accuracy``)."""
+    prefix, name = metric.rsplit("/", 1)
+    return f"{prefix}/{BEST_HEAD}_{name}"

@@ -161,3 +161,72 @@ def test_the_suite_entry_builds_tllibs_mcd_networks(entry, tmp_path):
             (500, 1024), (1024, 1024), (1024, 10)]
     assert mcd.joint_generator_batch and not mcd.generator_momentum
     assert (mcd.trade_off, mcd.entropy_trade_off, mcd.num_generator_steps) == (0.3, 0.03, 4)
+
+
+# --- evaluation of both classifiers (the paper's F1, F2 and ensemble; TLLib's better of F1 and F2) ---
+
+from benchmarks.problems.extra_heads import extra_head_metrics  # noqa: E402
+
+
+def _scores(logits, labels):
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
+def test_extra_head_metrics_are_each_heads_accuracy_their_ensemble_and_the_better_one():
+    torch.manual_seed(0)
+    features, labels = torch.randn(300, 32), torch.randint(0, 10, (300,))
+    first, second = nn.Linear(32, 10), nn.Linear(32, 10)
+    model_logits = first(features).detach()
+    metrics = extra_head_metrics(TASKS, {"f2": second}, {"digit": model_logits}, features, {"digit": labels},
+                                 "test/target", batch_size=64)
+    f1, f2 = _scores(model_logits, labels), _scores(second(features), labels)
+    assert metrics["test/target/digit/f2_accuracy"] == pytest.approx(f2)
+    assert metrics["test/target/digit/best_head_accuracy"] == pytest.approx(max(f1, f2))
+    ensemble = (model_logits.softmax(1) + second(features).softmax(1)).argmax(1)
+    assert metrics["test/target/digit/heads_ensemble_accuracy"] == pytest.approx((ensemble == labels).float().mean().item())
+    assert "test/target/digit/accuracy" not in metrics  # the model's own accuracy is the caller's
+    # two identical heads: F2, the ensemble and the better head all equal F1
+    same = extra_head_metrics(TASKS, {"f2": first}, {"digit": model_logits}, features, {"digit": labels}, "test/target")
+    assert list(same.values()) == pytest.approx([f1] * 3)
+
+
+def test_extra_heads_are_scored_in_eval_mode_and_left_as_they_were():
+    head = nn.Sequential(nn.Dropout(0.9), nn.Linear(32, 10))
+    head.train()
+    features, labels = torch.randn(50, 32), torch.randint(0, 10, (50,))
+    runs = [extra_head_metrics(TASKS, {"f2": head}, {"digit": torch.zeros(50, 10)}, features, {"digit": labels}, "t")
+            for _ in range(2)]
+    assert runs[0] == runs[1]  # dropout was off
+    assert runs[0]["t/digit/f2_accuracy"] == pytest.approx(_scores(head.eval()(features), labels))
+    head.train()
+    extra_head_metrics(TASKS, {"f2": head}, {"digit": torch.zeros(50, 10)}, features, {"digit": labels}, "t")
+    assert all(m.training for m in head.modules())
+
+
+def test_extra_heads_need_one_classification_task():
+    two = {"left": ClassificationTask("left", 10), "right": ClassificationTask("right", 10)}
+    with pytest.raises(ValueError, match="one single-label classification task"):
+        extra_head_metrics(two, {"f2": nn.Linear(4, 10)}, {}, torch.zeros(2, 4), {}, "t")
+    assert extra_head_metrics(two, {}, {}, torch.zeros(2, 4), {}, "t") == {}
+
+
+def test_an_mcd_run_records_f2_the_ensemble_and_the_better_head(tmp_path):
+    """Through the harness: the test metrics name F2's scores, and the better head is the max of F1's and F2's."""
+    _, (run,) = plan_suite("configs/suites/digits_tllib.yaml", tmp_path / "plan", seeds=[0], only=["m2u/mcd_tllib_heads"])
+    cfg = run.config
+    cfg.data.source, cfg.data.target = "digits", "digits"
+    problem = build_trainer(cfg, tmp_path / "run").problem
+    metrics = problem.evaluate("test")
+    assert sorted(metrics) == sorted(problem.metric_names("test"))
+    f1, f2 = metrics["test/target/digit/accuracy"], metrics["test/target/digit/f2_accuracy"]
+    assert metrics["test/target/digit/best_head_accuracy"] == max(f1, f2)
+    assert 0.0 <= metrics["test/target/digit/heads_ensemble_accuracy"] <= 1.0
+    assert problem.method.second_classifier.training  # put back as it was
+
+
+def test_methods_without_classifiers_of_their_own_record_no_extra_metrics(tmp_path):
+    _, (run,) = plan_suite("configs/suites/digits_tllib.yaml", tmp_path / "plan", seeds=[0], only=["m2u/dann"])
+    cfg = run.config
+    cfg.data.source, cfg.data.target = "digits", "digits"
+    problem = build_trainer(cfg, tmp_path / "run").problem
+    assert not [name for name in problem.metric_names("test") if "head" in name or "f2" in name]

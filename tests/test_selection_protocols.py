@@ -128,3 +128,27 @@ def test_multitask_curves_are_grouped_by_dataset(tmp_path):
         (run / "record.json").write_text(json.dumps(record))
     paths = plot_test_curves(tmp_path, tmp_path / "plots", metric=left)
     assert [p.name for p in paths] == ["test_curves_multimnist_test_left_accuracy.png"]
+
+
+def test_rows_with_a_best_head_metric_get_tllibs_mcd_number_under_the_table(tmp_path):
+    """MCD runs record the better of F1 and F2; the table keeps F1 and adds that score at the best epoch on test."""
+    best = "test/target/digit/best_head_accuracy"
+    for seed, (f1, better) in enumerate((([0.80, 0.90], [0.85, 0.93]), ([0.82, 0.88], [0.82, 0.95]))):
+        record = _record(seed, f1, im=[0, 1], snd=[1, 0])
+        record["config"]["method"]["name"] = "mcd"
+        for entry, value in zip(record["history"], better):
+            entry[best] = value
+        run = tmp_path / "m2u" / "mcd" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "record.json").write_text(json.dumps(record))
+    dann = tmp_path / "m2u" / "dann" / "seed0"
+    dann.mkdir(parents=True)
+    (dann / "record.json").write_text(json.dumps(_record(0, [0.9, 0.91], im=[0, 1], snd=[0, 1])))
+    ref = Reference(value=94.1, source="TLLib digits table", column=T, match={"method.name": "mcd"})
+    text = protocol_table(tmp_path, [ref])
+    row = next(line for line in text.splitlines() if line.startswith("| m2u/mcd"))
+    assert "89.0" in row  # best on test of F1: (90 + 88) / 2
+    line = next(line for line in text.splitlines() if line.startswith("- m2u/mcd:"))
+    assert line.startswith("- m2u/mcd: 94.0 ± ") and line.endswith("over 2 run(s); published 94.1, -0.1")
+    assert not any(line.startswith("- m2u/dann:") for line in text.splitlines())
+    assert best in text

@@ -103,6 +103,16 @@ class AdaptationMethod(nn.Module):
         """Scalars worth logging after a step (for example the GRL coefficient)."""
         return {}
 
+    def evaluation_heads(self) -> dict[str, nn.Module]:
+        """Classifiers of this method, besides the model's head, that evaluation also scores.
+
+        Each maps the backbone's features to the task's logits (MCD: ``{"f2": second_classifier}``).
+        The harness reports them beside the model's own prediction (see
+        :func:`benchmarks.problems.extra_heads.extra_head_metrics`); the model's head stays what a
+        record's ``accuracy`` measures.  Default: none.
+        """
+        return {}
+
 
 class SourceOnly(AdaptationMethod):
     """No adaptation: train on labelled source data only (the lower baseline of every DA table).

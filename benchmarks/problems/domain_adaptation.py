@@ -51,6 +51,7 @@ from ..datasets.base import ImageDataset, ImageSplit, split_train_val
 from ..metric_names import ORACLE_PREFIX, VALIDATOR_PREFIX
 from ..registry import METHODS, feature_level_methods
 from .base import Problem, collect_outputs, evaluate_tasks, task_metric_names, task_metrics
+from .extra_heads import extra_head_metric_names, extra_head_metrics
 from .extra_terms import ExtraTerms
 
 
@@ -254,8 +255,16 @@ class DomainAdaptationProblem(Problem):
             self.model.load_state_dict(saved)
 
     def _evaluate_target(self, args) -> dict[str, float]:
+        heads = self.method.evaluation_heads()
         with self.target_statistics():
-            return evaluate_tasks(self.model, self.target_test, *args, prefix="test/target", workers=self.workers)
+            if not heads:
+                return evaluate_tasks(self.model, self.target_test, *args, prefix="test/target", workers=self.workers)
+            # one pass: the model's outputs and the features the method's own classifiers read
+            logits, features, labels = self.forward_all(self.target_test, labelled=True)
+        return {
+            **task_metrics(self.tasks, logits, labels, prefix="test/target"),
+            **extra_head_metrics(self.tasks, heads, logits, features, labels, prefix="test/target"),
+        }
 
     def forward_all(self, split, labelled: bool):
         """One in-order pass in eval mode → (logits per task, features, labels per task or None), on the device.
@@ -304,7 +313,11 @@ class DomainAdaptationProblem(Problem):
     def metric_names(self, split: str) -> list[str]:
         if split == "val":
             return [*task_metric_names(self.tasks, "val/source"), *(validator_metric(n) for n in self.validator_names)]
-        return [*task_metric_names(self.tasks, "test/target"), *task_metric_names(self.tasks, "test/source")]
+        return [
+            *task_metric_names(self.tasks, "test/target"),
+            *extra_head_metric_names(self.tasks, self.method.evaluation_heads(), "test/target"),
+            *task_metric_names(self.tasks, "test/source"),
+        ]
 
     def diagnostics(self):
         return self.method.diagnostics()

@@ -82,8 +82,8 @@ class MCD(AdaptationMethod):
     = 4`` (digits).  The logged terms are ``source_ce`` (step A's sum of the two
     classifiers' losses) and ``discrepancy`` (before the last generator step).
     Evaluation: F1 is the model's prediction (``test/target/<task>/accuracy``); F2
-    (``f2_accuracy``), the ensemble of the two (``heads_ensemble_accuracy``, the mean of
-    their softmax outputs) and the better of F1 and F2 (``best_head_accuracy``, what
+    (``f2_accuracy``), the ensemble of the two (``heads_ensemble_accuracy``: the sum of
+    their logits, as the authors' code has it) and the better of F1 and F2 (``best_head_accuracy``, what
     TLLib's ``mcd.py`` reports: its ``validate`` returns both and the script keeps their
     maximum, a choice made on the test labels) are recorded beside it through
     :meth:`evaluation_heads`.  The paper reports F1, F2 and the ensemble.

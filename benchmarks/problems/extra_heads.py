@@ -7,8 +7,9 @@ Transfer-Learning-Library's ``mcd.py`` reports the better of F1 and F2 on the te
 task ``t`` and an extra head ``h`` the metrics are, beside the model's ``<prefix>/t/accuracy``:
 
 - ``<prefix>/t/h_accuracy``: head ``h`` alone;
-- ``<prefix>/t/heads_ensemble_accuracy``: the mean of the softmax outputs of the model's head and
-  every extra head (a prediction that needs no labels to choose);
+- ``<prefix>/t/heads_ensemble_accuracy``: the prediction of the sum of the model head's and every
+  extra head's logits, as the MCD authors' code forms its ensemble (mil-tokyo/MCD_DA,
+  ``classification/solver.py``, ``test``: ``output1 + output2``); no labels choose it;
 - ``<prefix>/t/best_head_accuracy``: the best of the model's head and the extra heads, which is a
   choice made with the labels of the split it is computed on (on a test split: an upper bound,
   like selecting an epoch on test).
@@ -86,8 +87,7 @@ def extra_head_metrics(
             chunks = [head(part) for part in features.split(batch_size)]
             logits[name] = torch.cat(chunks).float()
     per_head = {name: task.metrics(value, target) for name, value in logits.items()}
-    mean_probability = torch.stack([value.softmax(dim=1) for value in logits.values()]).mean(dim=0)
-    ensemble = task.metrics(mean_probability.log(), target)
+    ensemble = task.metrics(torch.stack(list(logits.values())).sum(dim=0), target)
     metrics: dict[str, float] = {}
     for name in heads:
         for metric, value in per_head[name].items():

@@ -23,6 +23,7 @@ def reported_metrics(record: dict) -> tuple[str, ...]:
     listed = (record.get("config") or {}).get("report")
     return tuple(listed) if listed else tuple(sorted(k for k in record["metrics"] if k.startswith("test/")))
 
+
 #: a method's extra classifiers (MCD's F2) beside the model's head: ``<split>/<task>/<label>_<metric>``
 #: with the head's name, the heads' ensemble or the best head as the label
 #: (:mod:`benchmarks.problems.extra_heads`)

@@ -18,6 +18,7 @@ from torch import nn
 
 from mtl.pretrained import CheckpointMismatchError, pretrained_backbone, save_backbone, supported_backbones
 from mtl.bottleneck import WithBottleneck
+from mtl.tasks import ClassificationTask
 from mtl.stacking import ConcatBackbones
 
 from . import distributed, objectives, registry
@@ -171,6 +172,8 @@ def build_problem(cfg: DictConfig, device: torch.device):
             cfg.method.name,
             cfg.method.args,
             {"feature_dim": backbone.out_features, "num_classes": tasks[first_task].output_size,
+             "task_classes": {name: spec.output_size for name, spec in tasks.items()
+                              if isinstance(spec, ClassificationTask)},
              "head": model.heads[first_task]},
         )
         problem = DomainAdaptationProblem(

@@ -156,6 +156,13 @@ def feature_level_methods() -> list[str]:
     return names
 
 
+def multi_task_methods() -> list[str]:
+    """The methods a multi-task source admits: the feature-level ones (:func:`feature_level_methods`) and
+    those that read every task's logits (``reads_every_task``, e.g. ``cdan_per_task``)."""
+    every_task = [name for name, entry in METHODS.items() if entry.factory.reads_every_task and entry.factory.reads_logits]
+    return [*feature_level_methods(), *every_task]
+
+
 def build(registry: Mapping[str, Entry], kind: str, name: str, args: Mapping, supplied: Mapping | None = None):
     """Instantiate ``registry[name]`` with config ``args`` plus harness-``supplied`` ones."""
     entry, call = checked_arguments(registry, kind, name, args, supplied)

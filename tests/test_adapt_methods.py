@@ -427,8 +427,10 @@ def test_each_method_documents_its_paper_and_its_defaults(name):
     assert first.endswith(".") and len(first) <= 110, f"{name}: one short line first, for mtlda list"
     assert re.search(r"\b(19|20)\d\d\b", first) or "baseline" in first, f"{name}: the first line names the paper"
     # the harness supplies only what it knows from the model: the feature size, the number of classes
-    # and the classifier head (for methods whose extra classifiers are shaped like it)
-    assert set(cls.derived_arguments) <= {"feature_dim", "num_classes", "head"} & set(inspect.signature(cls).parameters)
+    # (the first task's, or every classification task's) and the classifier head (for methods whose
+    # extra classifiers are shaped like it)
+    known = {"feature_dim", "num_classes", "task_classes", "head"}
+    assert set(cls.derived_arguments) <= known & set(inspect.signature(cls).parameters)
     settable = _settable(entry)
     for key, parameter in settable.items():
         assert parameter.default is not parameter.empty, f"{name}.{key} has no default (give the paper's)"
@@ -457,7 +459,7 @@ def test_each_method_refuses_bad_config_arguments_by_name(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_registry_builds_each_method_with_harness_arguments(name):
-    method = build(METHODS, "method", name, {}, {"feature_dim": 12, "num_classes": 3})
+    method = build(METHODS, "method", name, {}, {"feature_dim": 12, "num_classes": 3, "task_classes": {"digit": 3}})
     assert isinstance(method, METHODS[name].factory) and method.name == name
 
 

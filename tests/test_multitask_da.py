@@ -15,7 +15,7 @@ from benchmarks.registry import METHODS, feature_level_methods
 EMBEDDED = "configs/experiments/multitask_da/multidigits_to_multidigits-m.yaml"
 REAL = "configs/experiments/multitask_da/multimnist_to_multimnist-m.yaml"
 FEATURE_LEVEL = [name for name, entry in METHODS.items() if not entry.factory.reads_logits]
-LOGIT_READING = [name for name, entry in METHODS.items() if entry.factory.reads_logits]
+LOGIT_READING = [name for name, entry in METHODS.items() if entry.factory.reads_logits and not entry.factory.reads_every_task]
 
 
 def _problem(overrides, tiny_overrides):

@@ -173,7 +173,9 @@ def test_da_suites_state_the_dann_recipe_and_budget(tmp_path):
     _, recipe = plan_suite(DA_RECIPE, tmp_path, seeds=[0])
     _, weighting = plan_suite(DA_WEIGHTING, tmp_path, seeds=[0])
     methods = ("source_only", "dann", "dann_d1024", "coral")
-    assert {r.experiment for r in recipe} == {f"mm2mmm{net}/{m}" for m in methods for net in ("", "_multilenet")}
+    assert {r.experiment for r in recipe} == {
+        *(f"mm2mmm{net}/{m}" for m in methods for net in ("", "_multilenet")), "mm2mmm/cdan_per_task"
+    }
     assert {r.experiment for r in weighting} == {
         "mm2mmm/source_only", *(f"mm2mmm/dann/{w}" for w in ("equal", "uncertainty", "nash_mtl", "upgrad"))
     }
@@ -192,6 +194,8 @@ def test_da_suites_state_the_dann_recipe_and_budget(tmp_path):
             assert "ramp_steps" not in cfg.method.args and "schedule" not in cfg.method.args
         if run.experiment.endswith("/coral"):
             assert cfg.method.args.layer == "features"
+        if cfg.method.name == "cdan_per_task":  # each task's discriminator is the paper's small one, as DANN's
+            assert list(cfg.method.args.hidden_sizes) == [100] and cfg.method.args.batch_norm is False
         # the DANN paper's MNIST-M network made multi-task (shared conv extractor, fc100-fc100 predictor
         # per task); the MultiLeNet rows are the ablation with linear heads
         network = (cfg.model.backbone, cfg.model.architecture, cfg.model.architecture_args.head_hidden)

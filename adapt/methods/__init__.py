@@ -11,6 +11,7 @@ from .base import METHODS, AdaptationMethod, SourceOnly
 from .dann import DANN
 from .coral import DeepCORAL
 from .cdan import CDAN, CDANE
+from .cdan_per_task import CDANPerTask
 from .dan import DAN
 from .jan import JAN
 from .mcc import MCC
@@ -32,6 +33,7 @@ __all__ = [
     "DeepCORAL",
     "CDAN",
     "CDANE",
+    "CDANPerTask",
     "DAN",
     "JAN",
     "MCC",

@@ -31,7 +31,8 @@ class AdaptationMethod(nn.Module):
     #: the name configs use (``method.name``); a class that sets one is registered in :data:`METHODS`
     name: str = ""
     #: constructor arguments that follow from the model, not hyperparameters: ``feature_dim`` (the
-    #: backbone's output size), ``num_classes``, ``head`` (the classifier module, for methods whose extra
+    #: backbone's output size), ``num_classes`` (the first task's), ``task_classes`` (task → number of
+    #: classes, every classification task), ``head`` (the classifier module, for methods whose extra
     #: classifiers copy its layers).  Whoever builds the method passes them (the harness does); a config
     #: cannot set them
     derived_arguments: tuple[str, ...] = ()
@@ -57,6 +58,10 @@ class AdaptationMethod(nn.Module):
     reads_logits: bool = True
     #: (argument, value) pairs that make ``reads_logits`` False (Deep CORAL: ``(("layer", "features"),)``)
     features_only_with: tuple[tuple[str, object], ...] = ()
+    #: True for methods that read every task's logits (``source_task_logits`` / ``target_task_logits``,
+    #: dicts keyed by task) instead of one task's, so a multi-task source with classification tasks
+    #: admits them although ``reads_logits`` is True (CDAN per task)
+    reads_every_task: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -75,6 +80,13 @@ class AdaptationMethod(nn.Module):
         target_logits: Tensor,
         progress: float,
     ) -> dict[str, Tensor]:
+        """The method's loss terms for one source and one target batch.
+
+        The engine also passes ``step`` (absolute step count) and ``source_task_logits`` /
+        ``target_task_logits`` (every task's logits, keyed by task); with several tasks
+        ``source_logits`` and ``target_logits`` are None.  Methods take what they read and absorb
+        the rest with ``**_``.
+        """
         raise NotImplementedError
 
     def update(

@@ -18,7 +18,9 @@ is a term on the source batch, named after the task; the method's alignment
 terms act on the backbone features all heads share.  Methods that read one
 task's logits (CDAN, JAN, MCC, MCD, entropy, IM, BNM, Deep CORAL on logits)
 have no single label space to read and are refused with the list of methods
-that work (:func:`benchmarks.registry.feature_level_methods`).  Target
+that work (:func:`benchmarks.registry.multi_task_methods`); a method that reads
+every task's logits (``reads_every_task``: CDAN per task) gets them as dicts
+keyed by task and needs every task to be a classification task.  Target
 metrics are reported per task (``test/target/left/accuracy``) and averaged
 (``test/target/mean/accuracy``).  Validators are computed once per task, each
 from that task's logits with the shared features, and reported as the
@@ -44,12 +46,13 @@ from adapt.validators import (
     VALIDATORS,
 )
 from mtl.model import MultiTaskModel
+from mtl.tasks import ClassificationTask
 
 from ..batching import Preprocess, make_batcher
 from ..config import ConfigError, TrainConfig
 from ..datasets.base import ImageDataset, ImageSplit, split_train_val
 from ..metric_names import ORACLE_PREFIX, VALIDATOR_PREFIX
-from ..registry import METHODS, feature_level_methods
+from ..registry import METHODS, feature_level_methods, multi_task_methods
 from .base import Problem, collect_outputs, evaluate_tasks, task_metric_names, task_metrics
 from .extra_heads import extra_head_metric_names, extra_head_metrics
 from .extra_terms import ExtraTerms
@@ -79,14 +82,24 @@ def check_validators(names: Sequence[str], samples: int) -> list[str]:
 
 
 def check_method_tasks(method: AdaptationMethod, source: ImageDataset) -> None:
-    """Refuse a method that reads one task's logits when the source has several tasks."""
+    """Refuse a method that reads one task's logits when the source has several tasks, and a method that
+    reads every task's logits when a task is not a classification task."""
+    name = next((n for n, entry in METHODS.items() if entry.factory is type(method)), type(method).__name__)
+    if method.reads_every_task and not method.owns_update:
+        others = [task for task, spec in source.tasks.items() if not isinstance(spec, ClassificationTask)]
+        if others:
+            raise ConfigError(
+                f"method '{name}' conditions on every task's class predictions, but task(s) {', '.join(others)} "
+                f"of source '{source.name}' are not classification tasks; use a feature-level method: "
+                f"{', '.join(feature_level_methods())}"
+            )
+        return
     if len(source.tasks) < 2 or not (method.reads_logits or method.owns_update):
         return
-    name = next((n for n, entry in METHODS.items() if entry.factory is type(method)), type(method).__name__)
     raise ConfigError(
         f"method '{name}' reads the classifier logits of a single task, but source '{source.name}' has "
         f"{len(source.tasks)} tasks ({', '.join(source.tasks)}); with several tasks the alignment acts on the "
-        f"features all heads share. Methods that support multi-task sources: {', '.join(feature_level_methods())}"
+        f"features all heads share. Methods that support multi-task sources: {', '.join(multi_task_methods())}"
     )
 
 
@@ -177,14 +190,16 @@ class DomainAdaptationProblem(Problem):
             ))
         if not self.method.uses_target_in_training:
             return terms, features
-        # logits exist for one label space only; with several tasks check_method_tasks has
-        # admitted only methods that never read them
+        # `*_logits` exist for one label space only; with several tasks check_method_tasks has admitted
+        # only methods that never read them or that read every task's (`*_task_logits`)
         logits = outputs[next(iter(self.tasks))] if len(self.tasks) == 1 else None
         alignment = self.method.alignment_terms(
             source_features=features[:n_source],
             target_features=features[n_source:],
             source_logits=None if logits is None else logits[:n_source],
             target_logits=None if logits is None else logits[n_source:],
+            source_task_logits={name: outputs[name][:n_source] for name in self.tasks},
+            target_task_logits={name: outputs[name][n_source:] for name in self.tasks},
             progress=progress,
             step=step,
         )

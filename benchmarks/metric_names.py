@@ -31,7 +31,12 @@ HEADS_ENSEMBLE = "heads_ensemble"
 BEST_HEAD = "best_head"
 
 
+def head_metric(task_prefix: str, head: str, metric: str) -> str:
+    """The name of one classifier's metric: ``<prefix>/<task>`` + head ``f2`` + ``accuracy`` → ``<prefix>/<task>/f2_accuracy``."""
+    return f"{task_prefix}/{head}_{metric}"
+
+
 def best_head_metric(metric: str) -> str:
     """The metric of the best of a run's classifiers that goes with ``metric`` (``.../accuracy`` → ``.../best_head_accuracy``)."""
-    prefix, name = metric.rsplit("/", 1)
-    return f"{prefix}/{BEST_HEAD}_{name}"
+    task_prefix, name = metric.rsplit("/", 1)
+    return head_metric(task_prefix, BEST_HEAD, name)

@@ -26,6 +26,7 @@ from mtl import ClassificationTask
 
 from ..metric_names import BEST_HEAD as BEST
 from ..metric_names import HEADS_ENSEMBLE as ENSEMBLE
+from ..metric_names import head_metric
 
 
 def extra_head_metric_names(tasks: Mapping[str, object], head_names, prefix: str) -> list[str]:
@@ -35,7 +36,7 @@ def extra_head_metric_names(tasks: Mapping[str, object], head_names, prefix: str
         return []
     (task_name, task), = _single_classification_task(tasks).items()
     labels = [*head_names, ENSEMBLE, BEST]
-    return [f"{prefix}/{task_name}/{label}_{metric}" for label in labels for metric in task.metric_names]
+    return [head_metric(f"{prefix}/{task_name}", label, metric) for label in labels for metric in task.metric_names]
 
 
 def _single_classification_task(tasks: Mapping[str, object]) -> Mapping[str, ClassificationTask]:
@@ -91,10 +92,10 @@ def extra_head_metrics(
     metrics: dict[str, float] = {}
     for name in heads:
         for metric, value in per_head[name].items():
-            metrics[f"{prefix}/{task_name}/{name}_{metric}"] = value
+            metrics[head_metric(f"{prefix}/{task_name}", name, metric)] = value
     for metric, value in ensemble.items():
-        metrics[f"{prefix}/{task_name}/{ENSEMBLE}_{metric}"] = value
+        metrics[head_metric(f"{prefix}/{task_name}", ENSEMBLE, metric)] = value
     pick = max if task.higher_is_better else min
     for metric in task.metric_names:
-        metrics[f"{prefix}/{task_name}/{BEST}_{metric}"] = pick(scores[metric] for scores in per_head.values())
+        metrics[head_metric(f"{prefix}/{task_name}", BEST, metric)] = pick(scores[metric] for scores in per_head.values())
     return metrics

@@ -11,7 +11,6 @@ from .base import METHODS, AdaptationMethod, SourceOnly
 from .dann import DANN
 from .coral import DeepCORAL
 from .cdan import CDAN, CDANE
-from .cdan_per_task import CDANPerTask
 from .dan import DAN
 from .jan import JAN
 from .mcc import MCC
@@ -22,6 +21,7 @@ from .info_max import InformationMaximization
 from .bnm import BNM
 from .adabn import AdaBN
 from .mcd import MCD
+from .cdan_per_task import CDANPerTask
 
 import_modules(__name__, __path__)
 
@@ -33,7 +33,6 @@ __all__ = [
     "DeepCORAL",
     "CDAN",
     "CDANE",
-    "CDANPerTask",
     "DAN",
     "JAN",
     "MCC",
@@ -44,4 +43,5 @@ __all__ = [
     "BNM",
     "AdaBN",
     "MCD",
+    "CDANPerTask",
 ]

@@ -59,12 +59,15 @@ class CDANPerTask(AdaptationMethod):
         super().__init__()
         if not task_classes:
             raise ValueError("task_classes is empty: CDAN per task needs at least one classification task")
+        # by keyword: CDAN's arguments pass through unchanged whatever their order there
+        cdan_arguments = dict(
+            hidden_sizes=hidden_sizes, batch_norm=batch_norm, entropy_conditioning=entropy_conditioning,
+            trade_off=trade_off, schedule=schedule, max_coefficient=max_coefficient, ramp_steps=ramp_steps,
+            multilinear_limit=multilinear_limit, randomized_dim=randomized_dim,
+            entropy_weight_normalization=entropy_weight_normalization,
+        )
         self.per_task = nn.ModuleDict({
-            task: CDAN(
-                feature_dim, int(classes), hidden_sizes, batch_norm, entropy_conditioning, trade_off, schedule,
-                max_coefficient, ramp_steps, multilinear_limit, randomized_dim, entropy_weight_normalization,
-            )
-            for task, classes in task_classes.items()
+            task: CDAN(feature_dim, int(classes), **cdan_arguments) for task, classes in task_classes.items()
         })
         self.term_names = tuple(f"domain_{task}" for task in self.per_task)
 

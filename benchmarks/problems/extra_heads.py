@@ -89,13 +89,14 @@ def extra_head_metrics(
             logits[name] = torch.cat(chunks).float()
     per_head = {name: task.metrics(value, target) for name, value in logits.items()}
     ensemble = task.metrics(torch.stack(list(logits.values())).sum(dim=0), target)
+    task_prefix = f"{prefix}/{task_name}"
     metrics: dict[str, float] = {}
     for name in heads:
         for metric, value in per_head[name].items():
-            metrics[head_metric(f"{prefix}/{task_name}", name, metric)] = value
+            metrics[head_metric(task_prefix, name, metric)] = value
     for metric, value in ensemble.items():
-        metrics[head_metric(f"{prefix}/{task_name}", ENSEMBLE, metric)] = value
+        metrics[head_metric(task_prefix, ENSEMBLE, metric)] = value
     pick = max if task.higher_is_better else min
     for metric in task.metric_names:
-        metrics[head_metric(f"{prefix}/{task_name}", BEST, metric)] = pick(scores[metric] for scores in per_head.values())
+        metrics[head_metric(task_prefix, BEST, metric)] = pick(scores[metric] for scores in per_head.values())
     return metrics

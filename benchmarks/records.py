@@ -48,6 +48,9 @@ def package_versions() -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
+    # the wheel's metadata says "2.14.1" for both the CPU and the CUDA builds; the build tag and the
+    # source commit tell them apart (their bundled oneDNN/MKL can differ)
+    versions["torch_build"] = f"{torch.__version__} ({torch.version.git_version[:12]})"
     return versions
 
 
@@ -78,10 +81,42 @@ def git_commit(start: str | Path | None = None) -> dict[str, object]:
         return {"commit": None, "dirty": None}
 
 
+#: CPU features that change which float32/bfloat16 kernels oneDNN and MKL pick, and so the summation
+#: order: two hosts that differ here need not reproduce each other's runs bit for bit.
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_description(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, object]:
+    """The CPU's model name and its kernel-relevant features, read from ``cpuinfo`` (Linux).
+
+    The same commit, seed and package versions gave different float32 results on an Intel Xeon and an
+    AMD EPYC host (both "x86_64", both AVX-512 to PyTorch), so a record names the model. Where the file
+    is absent (macOS, Windows) only ``platform.processor()`` is known and ``cpu_flags`` is omitted.
+    """
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return {"cpu_model": platform.processor() or None}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:
+                break  # the first processor's block is enough
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    return {
+        "cpu_model": fields.get("model name") or platform.processor() or None,
+        "cpu_flags": [flag for flag in KERNEL_FLAGS if flag in flags],
+    }
+
+
 def hardware(device: torch.device) -> dict[str, object]:
     info: dict[str, object] = {
         "device": str(device),
         "cpu": platform.processor() or platform.machine(),
+        **cpu_description(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }

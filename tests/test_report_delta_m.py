@@ -222,3 +222,13 @@ def test_the_report_states_hardware_and_budget_per_row(tmp_path):
     write_run(folder, "mtl/good", 3, {LEFT: 0.9, RIGHT: 0.8}, hardware=GPU)
     text = make_report(folder, "md", "std", references=None, tensorboard=False)
     assert "mtl/good (seeds 0, 1, 2)" in text and "mtl/good (seeds 3)" in text
+
+
+def test_seeds_run_on_different_cpu_models_are_listed_apart(tmp_path):
+    """Two x86_64 hosts need not reproduce each other's float32 runs, so the table names the model."""
+    folder = make_suite(tmp_path / "runs")
+    epyc = {**CPU, "cpu_model": "AMD EPYC", "cpu_flags": ["avx2", "avx512f", "avx512_bf16"]}
+    write_run(folder, "mtl/good", 3, {LEFT: 0.9, RIGHT: 0.8}, hardware=epyc)
+    text = make_report(folder, "md", "std", references=None, tensorboard=False)
+    assert "| cpu: AMD EPYC, 2 cores, 1 torch thread(s) | 200 steps" in text
+    assert "mtl/good (seeds 0, 1, 2)" in text and "mtl/good (seeds 3)" in text

@@ -25,7 +25,9 @@ def _hardware_text(record: dict) -> str:
     suffix = f", {precision} autocast" if precision and precision != "fp32" else ""
     if hw.get("gpu"):
         return f"{device}: {hw['gpu']}{suffix}"
-    return (f"{device}: {hw.get('cpu', '?')}, {hw.get('cpu_count', '?')} cores, "
+    # records before the cpu_model field name only the architecture ("x86_64")
+    cpu = hw.get("cpu_model") or hw.get("cpu", "?")
+    return (f"{device}: {cpu}, {hw.get('cpu_count', '?')} cores, "
             f"{hw.get('torch_threads', '?')} torch thread(s){suffix}")
 
 

@@ -154,10 +154,12 @@ def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Referen
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for group, members in sorted(groups.items()):
-        fig, ax = plt.subplots(figsize=(6, 4))
+        # the legend goes right of the axes, so that no curve hides behind it however many rows
+        fig, ax = plt.subplots(figsize=(6 + 2.5 * (1 + len(members) // 16), 4))
         published = False
         for index, row in enumerate(sorted(members, key=lambda r: r.label)):
-            colour = f"C{index}"
+            # ten default colours; beyond ten rows, twenty, so that fewer rows share one
+            colour = f"C{index}" if len(members) <= 10 else plt.cm.tab20(index % 20)
             batch = int(row.config.get("data", {}).get("batch_size", 1))
             for rec_index, rec in enumerate(row.records):
                 entries = curve(rec, metric)
@@ -173,7 +175,8 @@ def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Referen
         ax.set_ylabel("target test accuracy (%)" if metric == TARGET_TEST else f"{metric}{' (%)' if scale == 100.0 else ''}")
         ax.set_title(f"{group}: dashed = published number" if published else f"{group} (no published number)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+                  ncol=1 + len(members) // 16)
         fig.tight_layout()
         suffix = "" if metric == TARGET_TEST else f"_{safe_filename(metric)}"
         path = out_dir / f"test_curves_{safe_filename(group)}{suffix}.png"

@@ -89,8 +89,9 @@ KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "am
 def cpu_description(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, object]:
     """The CPU's model name and its kernel-relevant features, read from ``cpuinfo`` (Linux).
 
-    The same commit, seed and package versions gave different float32 results on an Intel Xeon and an
-    AMD EPYC host (both "x86_64", both AVX-512 to PyTorch), so a record names the model. Where the file
+    The same commit, seed and package versions gave different float32 results on two hosts that the
+    records could not tell apart (both "x86_64", both AVX-512 to PyTorch; the later an AMD EPYC), so a
+    record names the model. Where the file
     is absent (macOS, Windows) only ``platform.processor()`` is known and ``cpu_flags`` is omitted.
     """
     try:

@@ -91,13 +91,14 @@ def cpu_description(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, object]:
 
     The same commit, seed and package versions gave different float32 results on two hosts that the
     records could not tell apart (both "x86_64", both AVX-512 to PyTorch; the later an AMD EPYC), so a
-    record names the model. Where the file
-    is absent (macOS, Windows) only ``platform.processor()`` is known and ``cpu_flags`` is omitted.
+    record names the model. Where the file is absent (macOS, Windows) ``cpu_model`` is None and
+    ``cpu_flags`` omitted: the record's ``cpu`` (``platform.processor()``) is then all that is known,
+    and the report falls back to it.
     """
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
-        return {"cpu_model": platform.processor() or None}
+        return {"cpu_model": None}
     fields: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
@@ -108,7 +109,7 @@ def cpu_description(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, object]:
         fields.setdefault(key.strip(), value.strip())
     flags = set(fields.get("flags", "").split())
     return {
-        "cpu_model": fields.get("model name") or platform.processor() or None,
+        "cpu_model": fields.get("model name"),
         "cpu_flags": [flag for flag in KERNEL_FLAGS if flag in flags],
     }
 

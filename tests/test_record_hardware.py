@@ -27,6 +27,7 @@ def test_the_first_processor_block_gives_model_and_kernel_flags(tmp_path):
 def test_a_host_without_cpuinfo_records_no_flags(tmp_path):
     described = cpu_description(tmp_path / "absent")
     assert set(described) == {"cpu_model"}
+    assert described["cpu_model"] is None  # the record's "cpu" field already holds platform.processor()
 
 
 def test_hardware_includes_the_description():

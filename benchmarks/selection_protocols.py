@@ -155,7 +155,8 @@ def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Referen
     paths = []
     for group, members in sorted(groups.items()):
         # the legend goes right of the axes, so that no curve hides behind it however many rows
-        fig, ax = plt.subplots(figsize=(6 + 2.5 * (1 + len(members) // 16), 4))
+        legend_columns = 1 + len(members) // 16
+        fig, ax = plt.subplots(figsize=(6 + 2.5 * legend_columns, 4))
         published = False
         for index, row in enumerate(sorted(members, key=lambda r: r.label)):
             # ten default colours; beyond ten rows, twenty, so that fewer rows share one
@@ -176,7 +177,7 @@ def plot_test_curves(folder: str | Path, out_dir: str | Path, refs: list[Referen
         ax.set_title(f"{group}: dashed = published number" if published else f"{group} (no published number)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
-                  ncol=1 + len(members) // 16)
+                  ncol=legend_columns)
         fig.tight_layout()
         suffix = "" if metric == TARGET_TEST else f"_{safe_filename(metric)}"
         path = out_dir / f"test_curves_{safe_filename(group)}{suffix}.png"
